@@ -1,0 +1,3 @@
+from fedota.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The `fedota` command line."""

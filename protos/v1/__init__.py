@@ -1,0 +1,1 @@
+"""Generated gRPC and protobuf code for proto package fedota.v1."""
