@@ -8,6 +8,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 # The coordinator could not be reached or authenticated.
 EXIT_UNAVAILABLE = 3
+# The coordinator refused this identity (device rejected or revoked, certificate expired).
+EXIT_REFUSED = 4
 
 
 class CliError(Exception):
