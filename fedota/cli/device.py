@@ -1,9 +1,290 @@
-"""`fedota device`: filled in by its part."""
+"""`fedota device run|status`: the device daemon and an offline view of its identity.
+
+fedota.client is imported only when a subcommand runs; its typed errors are mapped to exit codes
+here, once (`exit_code_for`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fedota.cli.durations import parse_duration
+from fedota.cli.errors import (
+    EXIT_FAILURE,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliError,
+)
+
+if TYPE_CHECKING:
+    from fedota.client import ClientError, Daemon
+
+_T = TypeVar("_T")
+# The same list as fedota.client.HARDWARE_CLASSES (a test keeps them equal); spelled out here so
+# that building the parser does not import the daemon.
+HARDWARE_CLASSES = ("fp32", "int8", "int4", "mcu-int8")
+COORDINATOR_ENV = "FEDOTA_COORDINATOR"
+TOKEN_ENV = "FEDOTA_ENROLL_TOKEN"
+# How long a stopping daemon may take to finish a call in flight before the process exits anyway.
+STOP_GRACE_SECONDS = 0.8
+
+log = logging.getLogger("fedota.client")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults(handler=lambda args: parser.print_help())
+    commands = parser.add_subparsers(dest="device_command", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run",
+        help="enroll (first run) and heartbeat until stopped",
+        description="Enroll with the coordinator on the first run, then heartbeat over mutual TLS "
+        "and renew the device certificate until stopped (SIGTERM or Ctrl-C exit 0). Exit codes: "
+        "2 bad input or state directory, 3 coordinator unreachable or untrusted, 4 refused "
+        "(token, device rejected or revoked, certificate expired).",
+    )
+    run.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help=f"the coordinator's public address (default: ${COORDINATOR_ENV}); "
+        "needed only to enroll",
+    )
+    run.add_argument(
+        "--token",
+        help=f"enrollment token (default: ${TOKEN_ENV}); needed only on the first run",
+    )
+    _state_argument(run)
+    run.add_argument(
+        "--ca-cert",
+        type=Path,
+        metavar="FILE",
+        help="trust this fleet CA certificate instead of the one the token pins",
+    )
+    run.add_argument(
+        "--hardware-class",
+        choices=HARDWARE_CLASSES,
+        help="model variant this device runs (default: from its memory)",
+    )
+    run.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        type=_label,
+        metavar="KEY=VALUE",
+        help="a label for the device record (repeatable; first run only)",
+    )
+    run.add_argument(
+        "--heartbeat-interval",
+        type=parse_duration,
+        metavar="DURATION",
+        help="override the coordinator's heartbeat interval (e.g. 30s)",
+    )
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="enroll if needed, send one heartbeat, print the device id and state, exit",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    run.set_defaults(handler=_run)
+
+    status = commands.add_parser(
+        "status",
+        help="show the device identity in a state directory (offline)",
+        description="Show the device id, coordinator, certificate and key of a state directory "
+        "without contacting the coordinator.",
+    )
+    _state_argument(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(handler=_status)
+
+
+def _state_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state", type=Path, required=True, metavar="DIR", help="the device state directory"
+    )
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value
+
+
+def exit_code_for(exc: ClientError) -> int:
+    """The CLI exit code of a daemon failure (see fedota.cli.errors)."""
+    from fedota import client
+
+    table: tuple[tuple[type[Exception], int], ...] = (
+        (client.StateError, EXIT_USAGE),
+        (client.UsageError, EXIT_USAGE),
+        (client.RequestInvalid, EXIT_USAGE),
+        (client.UntrustedCoordinator, EXIT_UNAVAILABLE),
+        (client.CoordinatorUnavailable, EXIT_UNAVAILABLE),
+        (client.CoordinatorFailed, EXIT_UNAVAILABLE),
+        (client.EnrollmentRefused, EXIT_REFUSED),
+        (client.AlreadyEnrolled, EXIT_REFUSED),
+        (client.DeviceRefused, EXIT_REFUSED),
+        (client.CredentialRefused, EXIT_REFUSED),
+        (client.CertificateExpired, EXIT_REFUSED),
+    )
+    for kind, code in table:
+        if isinstance(exc, kind):
+            return code
+    return EXIT_FAILURE
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fedota.client import Daemon, DaemonOptions, Endpoint, EnrollOptions, StateStore
+
+    _configure_logging(args.verbose)
+    coordinator_text = args.coordinator or os.environ.get(COORDINATOR_ENV)
+    try:
+        coordinator = Endpoint.parse(coordinator_text) if coordinator_text else None
+    except ValueError as exc:
+        raise CliError(f"--coordinator: {exc}") from exc
+    labels = dict(args.label)
+    if len(labels) != len(args.label):
+        raise CliError("--label: a key is given more than once")
+    interval = args.heartbeat_interval.total_seconds() if args.heartbeat_interval else None
+    options = DaemonOptions(
+        enroll=EnrollOptions(
+            coordinator=coordinator,
+            token=args.token or os.environ.get(TOKEN_ENV) or None,
+            ca_pem=_read_ca(args.ca_cert) if args.ca_cert else None,
+            hardware_class=args.hardware_class,
+            labels=labels,
+        ),
+        heartbeat_interval=interval,
+    )
+    daemon = Daemon(StateStore(args.state), options)
+    if args.once:
+        status = _until_signalled(daemon, daemon.run_once)
+        if status is not None:
+            print(f"{status.device_id} {status.state}")
+        return 0
+    _until_signalled(daemon, daemon.run)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from fedota.client import ClientError, DaemonConfig, StateStore
+    from fedota.client.schedule import renewal_point
+
+    store = StateStore(args.state)
+    try:
+        enrollment = store.load()
+    except ClientError as exc:
+        raise CliError(str(exc), exit_code_for(exc)) from exc
+    if enrollment is None:
+        raise CliError(f"{args.state} holds no enrolled device (`fedota device run` enrolls one)")
+    record, credentials = enrollment.record, enrollment.credentials
+    view: dict[str, Any] = {
+        "device_id": record.device_id,
+        "coordinator": str(record.coordinator),
+        "device_endpoint": str(record.device_endpoint),
+        "enrolled_at": record.enrolled_at.isoformat(),
+        "hardware_class": record.hardware_class,
+        "certificate_serial": credentials.serial_hex,
+        "certificate_not_before": credentials.not_before.isoformat(),
+        "certificate_expires_at": credentials.not_after.isoformat(),
+        "certificate_renews_after": renewal_point(
+            credentials.not_before, credentials.not_after, DaemonConfig().renew_fraction
+        ).isoformat(),
+        "public_key_sha256": credentials.key_sha256,
+    }
+    if args.json:
+        print(json.dumps(view, indent=2))
+    else:
+        width = max(len(name) for name in view)
+        for name, value in view.items():
+            print(f"{name.replace('_', ' '):<{width}}  {value}")
+    return 0
+
+
+def _read_ca(path: Path) -> bytes:
+    from cryptography import x509
+
+    try:
+        pem = path.read_bytes()
+        x509.load_pem_x509_certificate(pem)
+    except OSError as exc:
+        raise CliError(f"--ca-cert: cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise CliError(f"--ca-cert: {path} is not a PEM certificate") from exc
+    return pem
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+    )
+
+
+def _until_signalled(daemon: Daemon, target: Callable[[], _T]) -> _T | None:
+    """Run `target` in a worker thread; SIGTERM/SIGINT stop the daemon promptly.
+
+    The signal handler only records the signal (an Event.set() inside a handler can deadlock on
+    the lock the interrupted main thread holds); the main thread, which only joins the worker,
+    then calls `daemon.stop()` (which cancels calls in flight) and gives the worker a short grace.
+
+    Raises:
+        CliError: the daemon failed, with the exit code of its error.
+    """
+    from fedota.client import ClientError
+
+    signalled: list[int] = []
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = target()
+        except BaseException as exc:  # handed to the main thread, which reports it
+            outcome["error"] = exc
+
+    def on_signal(signum: int, frame: object) -> None:
+        signalled.append(signum)
+
+    previous = _install_handlers(on_signal)
+    worker = threading.Thread(target=work, name="fedota-device", daemon=True)
+    try:
+        worker.start()
+        while worker.is_alive() and not signalled:
+            worker.join(0.05)
+        if signalled:
+            log.info("stopping")
+            daemon.stop()
+            worker.join(STOP_GRACE_SECONDS)
+            return None
+    finally:
+        _restore_handlers(previous)
+    error = outcome.get("error")
+    if isinstance(error, ClientError):
+        detail = getattr(error, "detail", "")
+        message = f"{error} ({detail})" if detail else str(error)
+        raise CliError(message, exit_code_for(error)) from error
+    if error is not None:
+        raise error
+    return outcome.get("result")
+
+
+def _install_handlers(handler: Callable[[int, Any], None]) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
