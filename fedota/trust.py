@@ -108,7 +108,9 @@ def fetch_pinned_ca(host: str, port: int, ca_sha256: str, timeout: float = 10.0)
             try:
                 leaf.verify_directly_issued_by(ca)
             except (ValueError, TypeError) as exc:
-                raise TrustError(f"{host}:{port}: its certificate is not issued by the pinned CA") from exc
+                raise TrustError(
+                    f"{host}:{port}: its certificate is not issued by the pinned CA"
+                ) from exc
             return ca.public_bytes(serialization.Encoding.PEM)
     raise TrustError(
         f"{host}:{port} is not the coordinator this token was made for: "

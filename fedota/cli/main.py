@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from fedota import __version__
 from fedota.cli.errors import CliError
+
+# gRPC core logs its own lines (a failed TLS handshake, say) unless told not to; our errors are
+# one line on stderr. Set before any part imports grpc.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 # (subcommand, module under fedota.cli, one-line help). Each module has `register(subparsers)`.
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
