@@ -1,1 +1,12 @@
-"""fedota.server."""
+"""fedota.server: the coordinator.
+
+`Coordinator.start(Settings(...))` prepares the data directory (fleet CA, server certificate,
+first admin token), migrates the database, and serves the Fleet and Admin gRPC services on a
+public TLS port and an mTLS device port until `stop()`.
+"""
+
+from fedota.server.app import Coordinator
+from fedota.server.config import Address, Limits, Settings
+from fedota.server.errors import StartupError
+
+__all__ = ["Address", "Coordinator", "Limits", "Settings", "StartupError"]

@@ -1,0 +1,88 @@
+"""The Admin gRPC service: every call authenticated by an operator API token and role-checked."""
+
+from __future__ import annotations
+
+import grpc
+
+from fedota.protos.v1 import admin_pb2, device_pb2
+from fedota.server import cohorts, devices, enrollment_tokens
+from fedota.server.auth import OperatorIdentity, authenticate_operator, authorization_header
+from fedota.server.runtime import Runtime
+from fedota.storage.models import Role
+
+
+class AdminService:
+    """Binds fedota.v1.Admin to the operator logic (see `rpc.add_service`)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def _operator(self, context: grpc.ServicerContext, role: Role, what: str) -> OperatorIdentity:
+        identity = authenticate_operator(
+            self._runtime.database,
+            authorization_header(context),
+            self._runtime.limits,
+            self._runtime.clock(),
+        )
+        identity.require(role, what)
+        return identity
+
+    def CreateCohort(
+        self, request: admin_pb2.CreateCohortRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.Cohort:
+        who = self._operator(context, Role.OPERATOR, "creating a cohort")
+        return cohorts.create_cohort(self._runtime, who.actor, request)
+
+    def ListCohorts(
+        self, request: admin_pb2.ListCohortsRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListCohortsResponse:
+        self._operator(context, Role.VIEWER, "listing cohorts")
+        return cohorts.list_cohorts(self._runtime)
+
+    def CreateEnrollmentToken(
+        self, request: admin_pb2.CreateEnrollmentTokenRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.CreateEnrollmentTokenResponse:
+        who = self._operator(context, Role.OPERATOR, "creating an enrollment token")
+        return enrollment_tokens.create_token(self._runtime, who.actor, request)
+
+    def ListEnrollmentTokens(
+        self, request: admin_pb2.ListEnrollmentTokensRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListEnrollmentTokensResponse:
+        self._operator(context, Role.VIEWER, "listing enrollment tokens")
+        return enrollment_tokens.list_tokens(self._runtime, request)
+
+    def RevokeEnrollmentToken(
+        self, request: admin_pb2.RevokeEnrollmentTokenRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.EnrollmentToken:
+        who = self._operator(context, Role.OPERATOR, "revoking an enrollment token")
+        return enrollment_tokens.revoke_token(self._runtime, who.actor, request)
+
+    def ListDevices(
+        self, request: admin_pb2.ListDevicesRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListDevicesResponse:
+        self._operator(context, Role.VIEWER, "listing devices")
+        return devices.list_devices(self._runtime, request)
+
+    def GetDevice(
+        self, request: admin_pb2.DeviceRef, context: grpc.ServicerContext
+    ) -> device_pb2.Device:
+        self._operator(context, Role.VIEWER, "showing a device")
+        return devices.get_device(self._runtime, request)
+
+    def AcceptDevice(
+        self, request: admin_pb2.DeviceStateChange, context: grpc.ServicerContext
+    ) -> device_pb2.Device:
+        who = self._operator(context, Role.OPERATOR, "accepting a device")
+        return devices.change_state(self._runtime, who.actor, devices.ACCEPT, request)
+
+    def RejectDevice(
+        self, request: admin_pb2.DeviceStateChange, context: grpc.ServicerContext
+    ) -> device_pb2.Device:
+        who = self._operator(context, Role.OPERATOR, "rejecting a device")
+        return devices.change_state(self._runtime, who.actor, devices.REJECT, request)
+
+    def RevokeDevice(
+        self, request: admin_pb2.DeviceStateChange, context: grpc.ServicerContext
+    ) -> device_pb2.Device:
+        who = self._operator(context, Role.OPERATOR, "revoking a device")
+        return devices.change_state(self._runtime, who.actor, devices.REVOKE, request)

@@ -1,0 +1,253 @@
+"""The coordinator process: one gRPC server on a public TLS port and an mTLS device port.
+
+gRPC Python cannot make client certificates optional on one port, so enrollment and the Admin
+API (server-authenticated TLS) and the device calls (mutual TLS against the fleet CA) listen on
+two ports of the same server.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from fedota.protos.v1 import admin_pb2, fleet_pb2
+from fedota.server import bootstrap as boot
+from fedota.server.admin_service import AdminService
+from fedota.server.config import Address, Limits, Settings
+from fedota.server.errors import StartupError
+from fedota.server.files import ensure_private_dir
+from fedota.server.fleet_service import FleetService
+from fedota.server.pki import (
+    CA_CERT,
+    CA_KEY,
+    ensure_server_certificate,
+    load_or_create_ca,
+    parse_san,
+)
+from fedota.server.rpc import add_service
+from fedota.server.runtime import Runtime
+from fedota.storage import migrate
+from fedota.storage.db import Database, default_url
+from fedota.storage.errors import SchemaOutOfDate
+from fedota.storage.types import utcnow
+
+logger = logging.getLogger("fedota.server")
+
+FLEET_SERVICE = fleet_pb2.DESCRIPTOR.services_by_name["Fleet"]
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["Admin"]
+
+
+def _open_database(url: str, run_migrations: bool) -> Database:
+    """Raises:
+    StartupError: a malformed URL, an unreachable database, or a schema this code can't run on.
+    """
+    try:
+        database = Database(url)
+    except (ArgumentError, ImportError) as exc:
+        raise StartupError(f"{url!r} is not a usable database URL: {exc}") from exc
+    shown = database.url.render_as_string(hide_password=True)
+    try:
+        if run_migrations:
+            migrate.upgrade(url)
+        else:
+            migrate.require_up_to_date(url)
+    except SchemaOutOfDate as exc:
+        database.dispose()
+        raise StartupError(str(exc)) from exc
+    except OperationalError as exc:
+        database.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise StartupError(f"cannot use the database {shown}: {reason}") from exc
+    return database
+
+
+def _sans(extra: tuple[str, ...]) -> list[x509.GeneralName]:
+    """Loopback, this host's name (when it is a usable DNS name), then the operator's extras.
+
+    Raises:
+        StartupError: an extra name is neither an IP address nor a DNS name.
+    """
+    names: list[x509.GeneralName] = [parse_san(t) for t in ("127.0.0.1", "::1", "localhost")]
+    try:
+        host = parse_san(socket.gethostname())
+    except ValueError:
+        logger.warning(
+            "host name %r is not a DNS name; left out of the certificate", socket.gethostname()
+        )
+    else:
+        names.append(host)
+    for text in extra:
+        try:
+            names.append(parse_san(text))
+        except ValueError as exc:
+            raise StartupError(f"server certificate name: {exc}") from exc
+    return list(dict.fromkeys(names))
+
+
+def _bind(server: grpc.Server, address: Address, credentials: grpc.ServerCredentials) -> int:
+    try:
+        port = server.add_secure_port(str(address), credentials)
+    except RuntimeError:
+        port = 0
+    if not port:
+        raise StartupError(
+            f"cannot listen on {address}: the address is in use or not available here"
+        )
+    return port
+
+
+def _new_server(limits: Limits) -> grpc.Server:
+    return grpc.server(
+        ThreadPoolExecutor(max_workers=limits.thread_pool_size, thread_name_prefix="rpc"),
+        options=[
+            # Without this, a second coordinator could silently share a port with the first.
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", limits.max_message_bytes),
+            ("grpc.max_send_message_length", limits.max_message_bytes),
+        ],
+    )
+
+
+def _add_services(server: grpc.Server, runtime: Runtime) -> health.HealthServicer:
+    """Fleet, Admin, health checking (all SERVING) and reflection; returns the health servicer."""
+    add_service(server, FLEET_SERVICE, FleetService(runtime))
+    add_service(server, ADMIN_SERVICE, AdminService(runtime))
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", FLEET_SERVICE.full_name, ADMIN_SERVICE.full_name):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (
+            FLEET_SERVICE.full_name,
+            ADMIN_SERVICE.full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    return health_servicer
+
+
+@dataclass
+class Coordinator:
+    """A started coordinator; `stop()` ends it."""
+
+    server: grpc.Server
+    database: Database
+    health: health.HealthServicer
+    public: Address
+    device: Address
+    # Set on the first start only: the admin's API token, also in DATA/admin-token.
+    admin_token: str | None
+    ca_certificate_pem: bytes
+    limits: Limits
+    data_dir: Path
+
+    @property
+    def admin_token_path(self) -> Path:
+        """Where the first admin's API token is kept for scripts (0600)."""
+        return self.data_dir / boot.ADMIN_TOKEN_FILE
+
+    @classmethod
+    def start(cls, settings: Settings) -> Coordinator:
+        """Prepare the data directory and database, bind both ports and start serving.
+
+        Raises:
+            StartupError: unusable data directory, database or address; CA files that do not
+                match the database.
+        """
+        data_dir = Path(settings.data_dir)
+        try:
+            shared = ensure_private_dir(data_dir)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot use data directory {data_dir}: {exc.strerror or exc}"
+            ) from exc
+        if shared:
+            # Secrets in it are 0600 regardless; the directory's own mode is the operator's call.
+            logger.warning("data directory %s is open to other users; 0700 is safer", data_dir)
+        database = _open_database(settings.db_url or default_url(data_dir), settings.migrate)
+        try:
+            return cls._start(settings, data_dir, database)
+        except BaseException:
+            database.dispose()
+            raise
+
+    @classmethod
+    def _start(cls, settings: Settings, data_dir: Path, database: Database) -> Coordinator:
+        limits, now = settings.limits, utcnow()
+        sans = _sans(settings.sans)
+        has_ca = (data_dir / CA_KEY).exists() or (data_dir / CA_CERT).exists()
+        boot.check_ca_matches(database, data_dir, has_ca, None)
+        try:
+            ca, created = load_or_create_ca(data_dir, boot.DEFAULT_FLEET, limits.ca_lifetime, now)
+            boot.check_ca_matches(database, data_dir, True, ca)
+            key_pem, chain_pem = ensure_server_certificate(
+                data_dir,
+                ca,
+                sans,
+                limits.server_certificate_lifetime,
+                limits.server_certificate_min_remaining,
+                now,
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot write to data directory {data_dir}: {exc.strerror or exc}"
+            ) from exc
+        if created:
+            logger.info("created the fleet CA %s in %s", ca.sha256[:16], data_dir)
+
+        server = _new_server(limits)
+        try:
+            # Bound before bootstrap, so a busy port leaves the database as it was.
+            pair = [(key_pem, chain_pem)]
+            public_port = _bind(server, settings.listen, grpc.ssl_server_credentials(pair))
+            device_address = settings.device_address()
+            device_port = _bind(
+                server,
+                device_address,
+                grpc.ssl_server_credentials(
+                    pair, root_certificates=ca.certificate_pem, require_client_auth=True
+                ),
+            )
+            try:
+                admin_token = boot.bootstrap(database, data_dir, ca, now)
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot write to data directory {data_dir}: {exc.strerror or exc}"
+                ) from exc
+            runtime = Runtime(database, ca, limits, settings.advertise_device_port or device_port)
+            health_servicer = _add_services(server, runtime)
+            server.start()
+        except BaseException:
+            server.stop(None)
+            raise
+        coordinator = cls(
+            server,
+            database,
+            health_servicer,
+            settings.listen.with_port(public_port),
+            device_address.with_port(device_port),
+            admin_token,
+            ca.certificate_pem,
+            limits,
+            data_dir,
+        )
+        logger.info("serving: public %s, devices %s", coordinator.public, coordinator.device)
+        return coordinator
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let running ones finish for up to `grace` seconds (default: the
+        limits' shutdown grace), then release the database."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(self.limits.shutdown_grace_seconds if grace is None else grace).wait()
+        self.database.dispose()
