@@ -8,6 +8,7 @@ starting together queue up: the first migrates, the others then find the schema 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -118,16 +119,7 @@ def upgrade(
         sqlalchemy.exc.ArgumentError: the URL is malformed.
         sqlalchemy.exc.OperationalError: the database cannot be reached.
     """
-    scripts = _scripts()
-    target = _target(scripts, revision, "head")
-    with locked_transaction(url, lock_timeout) as connection:
-        problem = _problem(connection, scripts)
-        if problem is not None:
-            raise problem
-        try:
-            command.upgrade(_config(connection), target)
-        except CommandError as exc:
-            raise ValueError(f"cannot upgrade to revision {revision!r}: {exc}") from exc
+    _migrate(url, revision, "head", command.upgrade, lock_timeout)
 
 
 def downgrade(url: str, revision: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
@@ -143,16 +135,27 @@ def downgrade(url: str, revision: str, *, lock_timeout: float = DEFAULT_LOCK_TIM
         sqlalchemy.exc.ArgumentError: the URL is malformed.
         sqlalchemy.exc.OperationalError: the database cannot be reached.
     """
+    _migrate(url, revision, "base", command.downgrade, lock_timeout)
+
+
+def _migrate(
+    url: str,
+    revision: str,
+    symbol: str,
+    step: Callable[[Config, str], None],
+    lock_timeout: float,
+) -> None:
+    """Run one Alembic command under the migration lock, after refusing a foreign schema."""
     scripts = _scripts()
-    target = _target(scripts, revision, "base")
+    target = _target(scripts, revision, symbol)
     with locked_transaction(url, lock_timeout) as connection:
         problem = _problem(connection, scripts)
         if problem is not None:
             raise problem
         try:
-            command.downgrade(_config(connection), target)
+            step(_config(connection), target)
         except CommandError as exc:
-            raise ValueError(f"cannot downgrade to revision {revision!r}: {exc}") from exc
+            raise ValueError(f"cannot migrate to revision {revision!r}: {exc}") from exc
 
 
 def current_revision(url: str) -> str | None:
