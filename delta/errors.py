@@ -54,12 +54,17 @@ class TargetMismatch(PatchError):
         self.actual = actual
 
 
+class ModelFormatError(PatchError):
+    """A model file (safetensors) is malformed: bad header, offsets, dtype or size."""
+
+
 class UnsupportedTensor(PatchError):
     """A dtype or codec this version of the library cannot handle."""
 
 
 __all__ = [
     "BaseMismatch",
+    "ModelFormatError",
     "PatchError",
     "PatchFormatError",
     "PatchIntegrityError",

@@ -22,6 +22,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("device", "device", "run the device daemon"),
     ("admin", "admin", "operate the fleet through a coordinator's Admin API"),
     ("demo", "demo", "start a coordinator and a few devices locally and show the fleet"),
+    ("delta", "delta", "make, apply and inspect differential model patches"),
 )
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from fedota.cli.main import build_parser, main
 
-TOP_LEVEL = {"coordinator", "device", "admin", "demo"}
+TOP_LEVEL = {"coordinator", "device", "admin", "delta", "demo"}
 
 
 Path = tuple[str, ...]

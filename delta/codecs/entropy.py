@@ -1,0 +1,353 @@
+"""Shared entropy-coding helpers: hybrid integer tokens, raw bit fields, per-context frequency
+tables and context-grouped ANS over `constriction`.
+
+The codecs built on these (lossless_ans, quantized) all turn a tensor into one small-alphabet
+*token* per element, each coded under the model of a *context* the decoder can compute before
+decoding (from the base tensor and earlier payload fields), plus raw bits for what the tokens
+leave out. Conventions:
+
+- Integers become tokens as JPEG XL's "hybrid uint" does (ISO/IEC 18181-1, HybridUintConfig with
+  lsb_in_token = 0): a value below 2^split is its own token; a larger value v of bit length n+1
+  becomes the token (split, n, the `msb` bits after the leading one) and its n - msb lower bits
+  go raw. Small values are modelled exactly, large ones by magnitude class.
+- Tables are integer counts, stored in the payload and handed to constriction as float64: the
+  decoder never fits a model, so both sides build the same model from the same integers on every
+  machine (constriction's quantization of a table is plain IEEE arithmetic, no libm calls).
+- Symbols are grouped by context (a stable sort) and each group is coded with one concrete
+  categorical model: one constriction call per context, vectorised inside.
+
+Everything read back is bounded before use; malformed input raises PatchFormatError.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import constriction
+import numpy as np
+
+from fedota.delta.codecs.bitio import Reader, Writer
+from fedota.delta.errors import PatchFormatError
+
+# Largest alphabet a stored table may declare (32-bit hybrid tokens with split 10, msb 2: 1112).
+MAX_ALPHABET = 4096
+# Largest single quantized count in a stored table (tables use at most 2^16 total precision).
+MAX_COUNT = 1 << 20
+# Quantization precisions (log2 of the table total) the encoder tries for each table.
+_PRECISIONS = (5, 7, 9, 11, 13, 15)
+
+
+# --- zigzag and hybrid tokens ---------------------------------------------------------------
+
+
+def zigzag(values: np.ndarray) -> np.ndarray:
+    """Signed integers to unsigned of the same width: 0, -1, 1, -2 -> 0, 1, 2, 3."""
+    bits = values.dtype.itemsize * 8
+    unsigned = values.view(f"u{values.dtype.itemsize}")
+    return (unsigned << 1) ^ (values >> (bits - 1)).view(unsigned.dtype)
+
+
+def unzigzag(values: np.ndarray) -> np.ndarray:
+    """Inverse of `zigzag`: unsigned words back to signed of the same width."""
+    half = values >> values.dtype.type(1)
+    sign = values & values.dtype.type(1)
+    np.negative(sign, out=sign)  # unsigned: 1 -> all ones
+    np.bitwise_xor(half, sign, out=half)
+    return half.view(f"i{values.dtype.itemsize}")
+
+
+def bit_length(values: np.ndarray) -> np.ndarray:
+    """Bit length of unsigned integers below 2^53 (0 for 0), as int64."""
+    # frexp is exact on integers that float64 holds exactly: v = m * 2^e with 0.5 <= m < 1.
+    return np.frexp(values.astype(np.float64))[1].astype(np.int64)
+
+
+def alphabet_size(split: int, msb: int, value_bits: int) -> int:
+    """How many tokens a hybrid config needs for values below 2^value_bits."""
+    return (1 << split) + max(0, value_bits - split) * (1 << msb)
+
+
+def tokenize(
+    values: np.ndarray, split: int, msb: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hybrid-uint tokens of unsigned values below 2^32.
+
+    Returns:
+        (tokens int32 per value, positions of the escaped values (>= 2^split), their raw bit
+        counts int64, their raw bits uint64).
+    """
+    if not 0 <= msb <= split <= 16:
+        raise ValueError(f"need 0 <= msb <= split <= 16, got split={split} msb={msb}")
+    tokens = values.astype(np.int32) if values.dtype.itemsize < 4 else values.astype(np.int64)
+    escaped = np.flatnonzero(values >= (1 << split))
+    wide = values[escaped].astype(np.uint64)
+    top = bit_length(wide) - 1  # index of the leading one
+    nraw = top - msb
+    mantissa = (wide >> nraw.astype(np.uint64)).astype(np.int64) & ((1 << msb) - 1)
+    tokens[escaped] = (1 << split) + ((top - split) << msb) + mantissa
+    raw = wide & ((np.uint64(1) << nraw.astype(np.uint64)) - np.uint64(1))
+    return tokens.astype(np.int32, copy=False), escaped, nraw, raw
+
+
+def escapes(tokens: np.ndarray, split: int, msb: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of escape tokens and how many raw bits follow each (int64)."""
+    escaped = np.flatnonzero(tokens >= (1 << split))
+    over = tokens[escaped].astype(np.int64) - (1 << split)
+    return escaped, split + (over >> msb) - msb
+
+
+def detokenize(
+    tokens: np.ndarray, escaped: np.ndarray, raw: np.ndarray, split: int, msb: int, dtype: str
+) -> np.ndarray:
+    """Values (unsigned `dtype`) from tokens, the escape positions and their raw bits (inverse
+    of `tokenize`); every value must fit `dtype`."""
+    values = tokens.astype(dtype)
+    over = tokens[escaped].astype(np.int64) - (1 << split)
+    nraw = (split + (over >> msb) - msb).astype(np.uint64)
+    lead = ((1 << msb) | (over & ((1 << msb) - 1))).astype(np.uint64)
+    values[escaped] = ((lead << nraw) | raw).astype(dtype)
+    return values
+
+
+# --- frequency tables -----------------------------------------------------------------------
+
+
+def histograms(
+    tokens: np.ndarray, contexts: np.ndarray | None, n_contexts: int, alphabet: int
+) -> np.ndarray:
+    """Counts of each token under each context, shape (n_contexts, alphabet), int64
+    (contexts None: every token under context 0)."""
+    if contexts is None:
+        return np.bincount(tokens, minlength=alphabet)[None, :alphabet].copy()
+    flat = contexts.astype(np.int64) * alphabet + tokens
+    return np.bincount(flat, minlength=n_contexts * alphabet).reshape(n_contexts, alphabet)
+
+
+def _varint_size(values: np.ndarray) -> np.ndarray:
+    """LEB128 bytes of each value below 2^21."""
+    return 1 + (values >= 1 << 7) + (values >= 1 << 14)
+
+
+def _table_costs(hist: np.ndarray, precision: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quantize every context's histogram to about 2^precision in total (seen tokens keep a
+    count >= 1); return the tables and, per context, the bits of its symbols under its table
+    plus the bits `write_tables` spends on it."""
+    totals = hist.sum(axis=1, keepdims=True)
+    seen = hist > 0
+    scale = (1 << precision) / np.maximum(totals, 1)
+    tables = np.where(seen, np.maximum(np.rint(hist * scale), 1), 0).astype(np.int64)
+    with np.errstate(divide="ignore"):
+        log_table = np.log2(np.maximum(tables, 1))
+    table_totals = np.maximum(tables.sum(axis=1), 1)
+    symbol_bits = (hist * (np.log2(table_totals)[:, None] - log_table)).sum(axis=1)
+    # Storage (see write_tables): length, then dense counts or (gap, count) pairs.
+    columns = np.arange(hist.shape[1])
+    length = np.where(seen.any(axis=1), np.where(seen, columns, -1).max(axis=1) + 1, 0)
+    nonzero = seen.sum(axis=1)
+    count_bytes = (_varint_size(tables - 1) * seen).sum(axis=1)
+    previous = np.maximum.accumulate(np.where(seen, columns, -1), axis=1)
+    previous = np.concatenate([np.full((hist.shape[0], 1), -1), previous[:, :-1]], axis=1)
+    gap_bytes = (_varint_size(columns - previous - 1) * seen).sum(axis=1)
+    dense = nonzero == length
+    table_bytes = np.where(
+        length == 0,
+        1,
+        _varint_size(length) + np.where(dense, 1, _varint_size(nonzero) + gap_bytes) + count_bytes,
+    )
+    return tables, symbol_bits + 8 * table_bytes
+
+
+def coded_bits(counts: np.ndarray, table: np.ndarray) -> float:
+    """Ideal bits to code symbols with histogram `counts` under the quantized `table`."""
+    counts = counts[: table.size]
+    used = counts > 0
+    if not used.any():
+        return 0.0
+    total = float(table.sum())
+    return float(np.sum(counts[used] * (math.log2(total) - np.log2(table[used]))))
+
+
+def fit_tables(hist: np.ndarray) -> tuple[list[np.ndarray], float]:
+    """Quantized tables for each context's histogram (rows of `hist`), each at the precision
+    that minimises its coded bits plus its own storage.
+
+    Returns:
+        (tables, estimated total bits of symbols and tables).
+    """
+    hist = np.asarray(hist, dtype=np.int64)
+    best_cost = np.full(hist.shape[0], np.inf)
+    best_tables = np.zeros_like(hist)
+    floor = np.log2(np.maximum((hist > 0).sum(axis=1), 1))
+    for precision in _PRECISIONS:
+        tables, cost = _table_costs(hist, precision)
+        # A table needs room for every seen token at count 1; the largest precision always fits.
+        allowed = (precision >= floor + 1) | (precision == _PRECISIONS[-1])
+        better = allowed & (cost < best_cost)
+        best_cost = np.where(better, cost, best_cost)
+        best_tables[better] = tables[better]
+    last = np.where(best_tables > 0, np.arange(hist.shape[1]), -1).max(axis=1, initial=-1)
+    out = [row[: int(end) + 1] for row, end in zip(best_tables, last, strict=True)]
+    return out, float(best_cost.sum())
+
+
+def estimate_bits(hist: np.ndarray) -> float:
+    """Quick estimate of `fit_tables`' total: the empirical entropy of each context's counts
+    plus ~2 bytes per distinct token for its table (for searches; fit_tables is exact)."""
+    hist = np.asarray(hist, dtype=np.float64)
+    totals = hist.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(hist > 0, hist * np.log2(np.maximum(totals, 1) / np.maximum(hist, 1)), 0)
+    return float(terms.sum() + 16 * np.count_nonzero(hist))
+
+
+def write_tables(out: Writer, tables: Sequence[np.ndarray]) -> None:
+    """Append tables: per table varint length L (0: empty), then either a 0 byte and L dense
+    counts, or the count of nonzero entries and (gap, count) pairs; counts stored minus one."""
+    for table in tables:
+        nonzero = np.flatnonzero(table)
+        if nonzero.size == 0:
+            out.varint(0)
+            continue
+        length = int(nonzero[-1]) + 1
+        out.varint(length)
+        if nonzero.size == length:
+            out.varint(0)
+            out.varints(table[:length] - 1)
+        else:
+            out.varint(nonzero.size)
+            pairs = np.empty((nonzero.size, 2), dtype=np.int64)
+            pairs[:, 0] = np.diff(nonzero, prepend=-1) - 1
+            pairs[:, 1] = table[nonzero] - 1
+            out.varints(pairs.reshape(-1))
+
+
+def read_tables(src: Reader, n_tables: int, alphabet: int) -> list[np.ndarray]:
+    """Read `n_tables` tables written by `write_tables`, tokens below `alphabet`.
+
+    Raises:
+        PatchFormatError: a length, gap or count out of bounds, or the payload ends early.
+    """
+    tables: list[np.ndarray] = []
+    for _ in range(n_tables):
+        length = src.varint(alphabet)
+        if length == 0:
+            tables.append(np.zeros(0, dtype=np.int64))
+            continue
+        nonzero = src.varint(length)
+        table = np.zeros(length, dtype=np.int64)
+        if nonzero == 0:
+            table[:] = src.varints(length, MAX_COUNT - 1) + 1
+        else:
+            pairs = src.varints(2 * nonzero, MAX_COUNT - 1).reshape(nonzero, 2)
+            positions = np.cumsum(pairs[:, 0] + 1) - 1
+            if int(positions[-1]) != length - 1:
+                raise PatchFormatError(
+                    f"table entries end at {int(positions[-1])}, its length says {length - 1}"
+                )
+            table[positions] = pairs[:, 1] + 1
+        tables.append(table)
+    return tables
+
+
+# --- context-grouped ANS --------------------------------------------------------------------
+
+
+def _model(table: np.ndarray) -> constriction.stream.model.Categorical:
+    padded = table if table.size >= 2 else np.pad(table, (0, 2 - table.size))
+    return constriction.stream.model.Categorical(padded.astype(np.float64), perfect=False)
+
+
+def _groups(contexts: np.ndarray, n_contexts: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stable order of positions by context (radix sort on small ints) and group bounds."""
+    small = contexts.astype(
+        np.uint8 if n_contexts <= 256 else np.uint16 if n_contexts <= 1 << 16 else np.int64,
+        copy=False,
+    )
+    order = np.argsort(small, kind="stable")
+    bounds = np.zeros(n_contexts + 1, dtype=np.int64)
+    np.cumsum(np.bincount(small, minlength=n_contexts), out=bounds[1:])
+    return order, bounds
+
+
+def ans_encode(
+    tokens: np.ndarray, contexts: np.ndarray | None, tables: Sequence[np.ndarray]
+) -> bytes:
+    """ANS-code `tokens[i]` under `tables[contexts[i]]` (contexts None: all under tables[0]);
+    the stream as little-endian 32-bit words."""
+    coder = constriction.stream.stack.AnsCoder()
+    if contexts is None:
+        if tokens.size:
+            coder.encode_reverse(np.ascontiguousarray(tokens, dtype=np.int32), _model(tables[0]))
+        return coder.get_compressed().astype("<u4").tobytes()
+    order, bounds = _groups(contexts, len(tables))
+    grouped = np.ascontiguousarray(tokens[order], dtype=np.int32)
+    # A stack: push the last group first so the decoder pops them in context order.
+    for ctx in reversed(range(len(tables))):
+        start, end = int(bounds[ctx]), int(bounds[ctx + 1])
+        if end > start:
+            coder.encode_reverse(grouped[start:end], _model(tables[ctx]))
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def ans_decode(
+    stream: bytes | memoryview, contexts: np.ndarray | int, tables: Sequence[np.ndarray]
+) -> np.ndarray:
+    """Inverse of `ans_encode`: the tokens (int32), given the same contexts (or, for a single
+    context, the number of tokens) and tables.
+
+    Raises:
+        PatchFormatError: a ragged or invalid stream, a context used without a table, or a
+            stream that is not exactly consumed.
+    """
+    if len(stream) % 4:
+        raise PatchFormatError(f"ANS stream of {len(stream)} bytes is not whole 32-bit words")
+    if isinstance(contexts, int):
+        order, bounds = None, np.array([0, contexts], dtype=np.int64)
+        tables = tables[:1]
+    else:
+        order, bounds = _groups(contexts, len(tables))
+    grouped = np.empty(int(bounds[-1]), dtype=np.int32)
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(stream, "<u4").astype(np.uint32))
+        for ctx, table in enumerate(tables):
+            start, end = int(bounds[ctx]), int(bounds[ctx + 1])
+            if end == start:
+                continue
+            if table.size == 0 or int(table.sum()) == 0:
+                raise PatchFormatError(
+                    f"context {ctx} codes {end - start} symbols but has no table"
+                )
+            grouped[start:end] = coder.decode(_model(table), end - start)
+        consumed = coder.is_empty()
+    except PatchFormatError:
+        raise
+    except (ValueError, KeyError, TypeError, OverflowError, RuntimeError) as error:
+        raise PatchFormatError(f"invalid ANS stream: {error}") from error
+    if not consumed:
+        raise PatchFormatError("ANS stream has data left after its last symbol")
+    if order is None:
+        return grouped
+    tokens = np.empty_like(grouped)
+    tokens[order] = grouped
+    return tokens
+
+
+__all__ = [
+    "MAX_ALPHABET",
+    "alphabet_size",
+    "ans_decode",
+    "ans_encode",
+    "bit_length",
+    "coded_bits",
+    "detokenize",
+    "escapes",
+    "estimate_bits",
+    "fit_tables",
+    "histograms",
+    "read_tables",
+    "tokenize",
+    "unzigzag",
+    "write_tables",
+    "zigzag",
+]

@@ -1,0 +1,169 @@
+"""`diff`: choose, per tensor, the smallest payload within its budget, and build the patch.
+
+The released target is what devices will compute: each chosen payload is decoded right here
+and must equal, bit for bit, what goes into `Patch.target` and the target hash (DESIGN.md: "the
+released version *is* the base plus the decoded delta"); a codec that breaks this is a bug and
+stops the diff rather than ship a patch the registry would disagree with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal
+
+import numpy as np
+
+import fedota.delta.codecs  # noqa: F401  (registers every codec)
+from fedota.delta.codecs._planes import words
+from fedota.delta.codecs.base import Budget, Codec, Encoded, by_id, registered
+from fedota.delta.format import Entry, Op, Patch, make_header
+from fedota.delta.hashing import ModelHasher
+from fedota.delta.limits import DEFAULT_LIMITS, Limits
+from fedota.delta.planning import plan_budgets
+from fedota.delta.tensor import Tensor
+
+Progress = Callable[[int, int], None]
+CodecChoice = int | str | Codec
+_FALLBACK = 0  # raw: applies to everything, never larger than the target's bytes
+
+
+def diff(
+    base: Mapping[str, Tensor],
+    target: Mapping[str, Tensor],
+    *,
+    lossless: bool = False,
+    max_error: Literal["fp16"] | None = None,
+    max_rel_error: float | None = None,
+    codecs: Iterable[CodecChoice] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+) -> Patch:
+    """A patch from `base` to (a released version of) `target`, and that exact released target.
+
+    Modes (at most one): `lossless` (the default when none is given: the released target is
+    `target` bit for bit); `max_error="fp16"`: per float tensor, the released tensor is no
+    further from the requested one in L2 than rounding it to fp16 would be (F16/BF16 tensors
+    and tensors with NaN/Inf stay lossless); `max_rel_error=E`: one global quantization step so
+    that ||released - target|| <= E ||target - base|| over every float tensor with a base.
+
+    `codecs` restricts the candidates (ids, names or codec objects); raw (codec 0) remains the
+    fall-back for a tensor no candidate can encode. Added tensors and tensors whose dtype or
+    shape changed are coded without a base, losslessly.
+
+    Raises:
+        ValueError: conflicting modes, a bad `max_rel_error`, an unknown codec.
+        PatchTooLarge: the patch would exceed `limits` (a device would refuse it).
+        RuntimeError: a codec does not reproduce what it promised (a bug, never shipped).
+    """
+    candidates = _candidates(codecs)
+    budgets = plan_budgets(
+        base,
+        target,
+        lossless=lossless,
+        max_error=max_error,
+        max_rel_error=max_rel_error,
+        lossy_codecs=any(codec.lossy for codec in candidates),
+    )
+    names = sorted(set(base) | set(target))
+    total = sum(target[name].nbytes for name in target)
+    base_hasher, target_hasher = ModelHasher(), ModelHasher()
+    entries: list[Entry] = []
+    payloads: list[bytes] = []
+    released: dict[str, Tensor] = {}
+    done = 0
+    for name in names:
+        old, new = base.get(name), target.get(name)
+        if old is not None:
+            base_hasher.add(name, old)
+        if new is None:
+            assert old is not None
+            entries.append(Entry(name, Op.REMOVED, old.dtype, old.shape))
+            payloads.append(b"")
+            continue
+        if old is not None and _same(old, new):
+            entry, payload, result = Entry(name, Op.UNCHANGED, new.dtype, new.shape), b"", old
+        else:
+            entry, payload, result = _encode(name, old, new, budgets.get(name), candidates)
+        entries.append(entry)
+        payloads.append(payload)
+        released[name] = result
+        target_hasher.add(name, result)
+        done += new.nbytes
+        if progress is not None:
+            progress(done, total)
+    header = make_header(base_hasher.hexdigest(), target_hasher.hexdigest(), entries, limits=limits)
+    return Patch(header, tuple(payloads), released)
+
+
+def _encode(
+    name: str,
+    old: Tensor | None,
+    new: Tensor,
+    budget: Budget | None,
+    candidates: list[Codec],
+) -> tuple[Entry, bytes, Tensor]:
+    """The smallest payload within budget, decoded back to the released tensor."""
+    matched = old if old is not None and (old.dtype, old.shape) == (new.dtype, new.shape) else None
+    budget = budget if matched is not None and budget is not None else Budget()
+    best: tuple[Codec, Encoded] | None = None
+    for codec in candidates:
+        if codec.lossy and budget.lossless:
+            continue
+        encoded = codec.encode(matched, new, budget)
+        if encoded is None or not _within(encoded, budget):
+            continue
+        if best is None or len(encoded.payload) < len(best[1].payload):
+            best = (codec, encoded)
+    if best is None:
+        codec = by_id(_FALLBACK)
+        assert codec is not None
+        encoded = codec.encode(matched, new, Budget())
+        assert encoded is not None
+        best = (codec, encoded)
+    codec, encoded = best
+    result = codec.decode(matched, new.dtype, new.shape, encoded.payload)
+    expected = encoded.target if codec.lossy else new
+    if not _same(result, expected):
+        raise RuntimeError(f"codec {codec.name} does not reproduce {name} bit for bit")
+    op = Op.CHANGED if old is not None else Op.ADDED
+    digest = hashlib.sha256(encoded.payload).digest()
+    entry = Entry(name, op, new.dtype, new.shape, codec.codec_id, len(encoded.payload), digest)
+    # `expected` is bit-equal to the decoded tensor; keeping it (the caller's own array when
+    # lossless) rather than the decoded copy spares a second copy of the model in memory.
+    return entry, encoded.payload, expected
+
+
+def _within(encoded: Encoded, budget: Budget) -> bool:
+    if budget.lossless:
+        return encoded.error_sq == 0.0
+    if budget.step is not None:
+        return True  # a global step: the plan's bisection bounds the total error
+    return encoded.error_sq <= budget.max_error_sq
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Equal dtype, shape and bits (so NaN payloads and -0.0 count as themselves)."""
+    return (a.dtype, a.shape) == (b.dtype, b.shape) and np.array_equal(words(a), words(b))
+
+
+def _candidates(codecs: Iterable[CodecChoice] | None) -> list[Codec]:
+    """The codecs to try, in id order (ties keep the lower id)."""
+    if codecs is None:
+        return registered()
+    by_name = {codec.name: codec for codec in registered()}
+    chosen: dict[int, Codec] = {}
+    for choice in codecs:
+        if isinstance(choice, str):
+            codec = by_name.get(choice)
+        elif isinstance(choice, int):
+            codec = by_id(choice)
+        else:
+            codec = choice
+        if codec is None or by_id(codec.codec_id) is None:
+            raise ValueError(f"unknown codec {choice!r}; known: {sorted(by_name)}")
+        chosen[codec.codec_id] = codec
+    return [chosen[key] for key in sorted(chosen)]
+
+
+__all__ = ["diff"]

@@ -1,0 +1,118 @@
+"""Per-tensor error budgets for a diff mode (the issue's `--lossless`, `--max-error fp16`,
+`--max-rel-error E`).
+
+- lossless: no budget (every tensor bit for bit).
+- fp16: per float tensor with a base of its dtype and shape, the released tensor may be as far
+  (squared L2, float32 values) from the requested one as rounding the requested one to fp16 is.
+  An F16 or BF16 tensor is already at or below fp16's precision: rounding it to its own dtype
+  costs nothing, so its budget is 0 (lossless) rather than a step that could do no better.
+  A tensor holding NaN/Inf, or values fp16 cannot hold (overflow), stays lossless too: its
+  fp16 error is not a finite L2 budget.
+- rel E: one global quantization step s, the largest whose total squared error over every
+  eligible tensor is at most E^2 * sum ||target - base||^2 (the issue: "L2 error of the delta
+  relative to the delta, over the model"; the sum runs over every finite float tensor with a
+  base of its dtype and shape). The search is the lossy codecs' own (`budget.step_for_error`
+  over their `error_at_step`), so it measures exactly what they will release; tensors they
+  refuse count 0 there and are carried losslessly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+
+from fedota.delta.budget import step_for_error
+from fedota.delta.codecs.base import Budget
+from fedota.delta.tensor import FLOATS, Tensor
+
+_CHUNK = 1 << 20  # elements per float64 partial sum: bounded temporaries on huge tensors
+
+
+def plan_budgets(
+    base: Mapping[str, Tensor],
+    target: Mapping[str, Tensor],
+    *,
+    lossless: bool = False,
+    max_error: Literal["fp16"] | None = None,
+    max_rel_error: float | None = None,
+    lossy_codecs: bool = True,
+) -> dict[str, Budget]:
+    """Budget per tensor name (names absent get Budget(): lossless). With `lossy_codecs`
+    False (none among the candidates) the modes are checked but every budget is lossless.
+
+    Raises:
+        ValueError: more than one mode, an unknown `max_error`, or `max_rel_error` not > 0.
+    """
+    chosen = [lossless, max_error is not None, max_rel_error is not None]
+    if sum(chosen) > 1:
+        raise ValueError("choose one of lossless, max_error and max_rel_error")
+    if max_error is not None:
+        if max_error != "fp16":
+            raise ValueError(f"max_error must be 'fp16', got {max_error!r}")
+        if not lossy_codecs:
+            return {}
+        return {name: fp16_budget(target[name]) for name in _eligible(base, target)}
+    if max_rel_error is not None:
+        if not (isinstance(max_rel_error, int | float) and 0 < max_rel_error < math.inf):
+            raise ValueError(f"max_rel_error must be a positive number, got {max_rel_error!r}")
+        if not lossy_codecs:
+            return {}
+        names = [n for n in _eligible(base, target) if _finite(base[n]) and _finite(target[n])]
+        pairs = [(base[n], target[n]) for n in names]
+        energy = sum(_delta_sq(b, t) for b, t in pairs)
+        if energy == 0.0:
+            return {}
+        step = step_for_error(pairs, float(max_rel_error) ** 2 * energy)
+        return {} if step is None else {name: Budget(step=step) for name in names}
+    return {}
+
+
+def fp16_budget(tensor: Tensor) -> Budget:
+    """||t - fp16(t)||^2 in float32 values (0, lossless, for F16/BF16 and non-finite tensors)."""
+    if tensor.dtype not in ("F32", "F64"):
+        return Budget()
+    total = 0.0
+    values = tensor.to_float32()
+    for start in range(0, values.size, _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        with np.errstate(over="ignore", invalid="ignore"):
+            rounded = chunk.astype(np.float16).astype(np.float32)
+        if not (np.isfinite(chunk).all() and np.isfinite(rounded).all()):
+            return Budget()
+        total += _sum_sq(chunk, rounded)
+    return Budget(max_error_sq=total)
+
+
+def _eligible(base: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> list[str]:
+    """Float tensors present in both with the same dtype and shape."""
+    return [
+        name
+        for name in sorted(target)
+        if name in base
+        and target[name].dtype in FLOATS
+        and (base[name].dtype, base[name].shape) == (target[name].dtype, target[name].shape)
+    ]
+
+
+def _finite(tensor: Tensor) -> bool:
+    values = tensor.to_float32()
+    return all(np.isfinite(values[i : i + _CHUNK]).all() for i in range(0, values.size, _CHUNK))
+
+
+def _delta_sq(base: Tensor, target: Tensor) -> float:
+    return _sum_sq(target.to_float32(), base.to_float32())
+
+
+def _sum_sq(a: np.ndarray, b: np.ndarray) -> float:
+    """sum (a - b)^2 in float64, chunk by chunk."""
+    total = 0.0
+    for start in range(0, a.size, _CHUNK):
+        diff = a[start : start + _CHUNK].astype(np.float64) - b[start : start + _CHUNK]
+        total += float(np.dot(diff, diff))
+    return total
+
+
+__all__ = ["fp16_budget", "plan_budgets"]
