@@ -23,8 +23,9 @@ and no reduction is involved), so every machine reproduces a released tensor bit
              = dtype(base + float32(v) * (step / 64)) elsewhere
 `step / 64` is exact (a power-of-two scale of a normal float32), float32(v) is exact for
 |v| < 2^24, so the only roundings are the product, the sum and the cast to the dtype.
-Subnormal inputs are refused: a process with flush-to-zero set (some native libraries set it)
-would round them differently.
+Subnormal inputs and releases that would produce a subnormal float32 are refused: a process
+with flush-to-zero set (some native libraries set it) would compute them differently; with
+normal operands and results, every step above is the same on every IEEE machine.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ PLAIN = Rounding()
 
 def lossy_applicable(base: Tensor | None, target: Tensor) -> bool:
     """Whether the lossy codecs can carry this tensor at all (not whether a budget is met)."""
-    if base is None or target.dtype not in _LOSSY_DTYPES:
+    if base is None or target.dtype not in _LOSSY_DTYPES or target.numel == 0:
         return False
     if (base.dtype, base.shape) != (target.dtype, target.shape):
         return False
@@ -82,6 +83,12 @@ def _normal_or_zero(values: np.ndarray) -> bool:
     return bool(
         np.all(np.isfinite(values)) and not np.any((magnitude > 0) & (magnitude < _SMALLEST_NORMAL))
     )
+
+
+def portable(values32: np.ndarray) -> bool:
+    """No nonzero float32 value below the smallest normal (see the module docstring)."""
+    magnitude = np.abs(values32)
+    return not bool(np.any((magnitude < _SMALLEST_NORMAL) & (magnitude > 0)))
 
 
 def valid_step(step: float) -> bool:
@@ -103,6 +110,9 @@ def quantize(
     scaled = delta / np.float32(step)
     if prediction is not None:
         scaled = scaled - prediction.astype(np.float32)
+    # Out-of-range levels stay out of range (callers refuse |q| >= MAX_LEVEL) instead of
+    # wrapping in the cast to int32; inf (a step far below the delta) clips too.
+    np.clip(scaled, -4.0 * MAX_LEVEL, 4.0 * MAX_LEVEL, out=scaled)
     if rounding.deadzone:
         shrunk = np.maximum(np.abs(scaled) - np.float32(rounding.deadzone), 0)
         residual = (np.copysign(np.rint(shrunk), scaled)).astype(np.int32)
@@ -116,12 +126,15 @@ def release_float32(
     base32: np.ndarray, levels: np.ndarray, residual: np.ndarray, step: float, offset: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The released values in float32 before the cast to the dtype, and where v == 0."""
-    scaled = levels.astype(np.int32) * OFFSET_UNIT
+    scaled = levels.astype(np.int32)  # a copy: the in-place steps below never touch `levels`
+    scaled *= OFFSET_UNIT
     if offset:
-        scaled = scaled - np.sign(residual).astype(np.int32) * np.int32(offset)
+        scaled -= np.sign(residual).astype(np.int32) * np.int32(offset)
     keep = scaled == 0
-    unit = np.float32(step) / np.float32(OFFSET_UNIT)  # exact: a power-of-two scale
-    return base32 + scaled.astype(np.float32) * unit, keep
+    values = scaled.astype(np.float32)
+    values *= np.float32(step) / np.float32(OFFSET_UNIT)  # exact: a power-of-two scale
+    values += base32
+    return values, keep
 
 
 def release(
@@ -131,8 +144,14 @@ def release(
     values, keep = release_float32(
         base.to_float32(), levels.reshape(-1), residual.reshape(-1), step, offset
     )
-    words = from_float32(base.dtype, values)
-    words[keep] = base.data[keep]
+    return finish_release(base, values, keep)
+
+
+def finish_release(base: Tensor, values32: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Storage words from `release_float32`'s values: cast to the dtype, the base's own word
+    where the level is 0. Reuses `values32` for F32."""
+    words = values32 if base.dtype == "F32" else from_float32(base.dtype, values32)
+    np.copyto(words, base.data, where=keep)
     return words
 
 
@@ -166,6 +185,8 @@ def error_of(
     if np.abs(levels).max(initial=0) >= MAX_LEVEL:
         return math.inf
     values, _ = release_float32(base32, levels, residual, step, rounding.offset)
+    if not portable(values):
+        return math.inf
     return squared_error(values, target32, dtype)
 
 
@@ -196,6 +217,8 @@ def _plain_error(
         np.multiply(values, np.float32(OFFSET_UNIT), out=values)
         np.multiply(values, unit, out=values)
         np.add(base, values, out=values)
+        if not portable(values):
+            return math.inf
         chunk_weights = None if weights is None else weights[start : start + _CHUNK]
         total += squared_error(values, target, dtype, chunk_weights)
     return total
@@ -321,8 +344,10 @@ __all__ = [
     "delta_energy",
     "error_at_step",
     "error_of",
+    "finish_release",
     "largest_step",
     "lossy_applicable",
+    "portable",
     "quantize",
     "release",
     "release_float32",

@@ -63,7 +63,9 @@ class Codec(Protocol):
         """Encode `target` given `base` (None for an added tensor or a changed dtype/shape).
 
         Returns None when this codec does not apply (wrong dtype, no base, budget not met).
-        Must be deterministic: the same inputs give the same payload on every machine.
+        Deterministic on one machine. A lossy encoder may use BLAS (an SVD), so two machines
+        may choose different payloads; what must hold everywhere is that `decode` of a given
+        payload returns `Encoded.target` bit for bit (decoders use no BLAS and no FMA).
         """
         ...
 

@@ -71,15 +71,6 @@ class Writer:
             out[starts[live] + k] = group | more
         self._parts.append(out.tobytes())
 
-    @staticmethod
-    def varint_size(value: int) -> int:
-        return max(1, (int(value).bit_length() + 6) // 7)
-
-    @staticmethod
-    def varint_sizes(values: np.ndarray) -> int:
-        values = np.asarray(values, dtype=np.int64)
-        return int(_varint_bytes(values).sum()) if values.size else 0
-
     def getvalue(self) -> bytes:
         return b"".join(self._parts)
 
@@ -192,8 +183,9 @@ def pack_bits(values: np.ndarray, nbits: np.ndarray) -> bytes:
         shifted = value << (offset & 31).astype(np.uint64)
         # Fields never overlap, so the sum of each word's pieces is their OR; float64 sums of
         # values below 2^32 are exact.
-        low = np.bincount(word, (shifted & 0xFFFFFFFF).astype(np.float64), minlength=n_words + 1)
-        high = np.bincount(word + 1, (shifted >> 32).astype(np.float64), minlength=n_words + 1)
+        # A zero-width field may start at the very end (word == n_words): room for it too.
+        low = np.bincount(word, (shifted & 0xFFFFFFFF).astype(np.float64), minlength=n_words + 2)
+        high = np.bincount(word + 1, (shifted >> 32).astype(np.float64), minlength=n_words + 2)
         out.append((low + high)[:n_words].astype("<u4").tobytes())
     return b"".join(out)
 

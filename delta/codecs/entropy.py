@@ -21,7 +21,6 @@ Everything read back is bounded before use; malformed input raises PatchFormatEr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import constriction
@@ -30,8 +29,6 @@ import numpy as np
 from fedota.delta.codecs.bitio import Reader, Writer
 from fedota.delta.errors import PatchFormatError
 
-# Largest alphabet a stored table may declare (32-bit hybrid tokens with split 10, msb 2: 1112).
-MAX_ALPHABET = 4096
 # Largest single quantized count in a stored table (tables use at most 2^16 total precision).
 MAX_COUNT = 1 << 20
 # Quantization precisions (log2 of the table total) the encoder tries for each table.
@@ -156,16 +153,6 @@ def _table_costs(hist: np.ndarray, precision: int) -> tuple[np.ndarray, np.ndarr
         _varint_size(length) + np.where(dense, 1, _varint_size(nonzero) + gap_bytes) + count_bytes,
     )
     return tables, symbol_bits + 8 * table_bytes
-
-
-def coded_bits(counts: np.ndarray, table: np.ndarray) -> float:
-    """Ideal bits to code symbols with histogram `counts` under the quantized `table`."""
-    counts = counts[: table.size]
-    used = counts > 0
-    if not used.any():
-        return 0.0
-    total = float(table.sum())
-    return float(np.sum(counts[used] * (math.log2(total) - np.log2(table[used]))))
 
 
 def fit_tables(hist: np.ndarray) -> tuple[list[np.ndarray], float]:
@@ -334,12 +321,10 @@ def ans_decode(
 
 
 __all__ = [
-    "MAX_ALPHABET",
     "alphabet_size",
     "ans_decode",
     "ans_encode",
     "bit_length",
-    "coded_bits",
     "detokenize",
     "escapes",
     "estimate_bits",

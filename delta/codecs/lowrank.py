@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedota.delta.budget import MAX_LEVEL
 from fedota.delta.codecs import entropy
 from fedota.delta.codecs.bitio import Reader, Writer, pack_bits, packed_size, unpack_bits
 from fedota.delta.errors import PatchFormatError
@@ -35,6 +36,7 @@ MAX_RANK = 128
 FACTOR_LIMIT = (1 << 15) - 1
 _SPLIT, _MSB = 4, 1  # hybrid tokens for factor entries: exact below 16
 _CLASSES = 16  # per-column scale classes (contexts)
+_RATIO_RANGE = (2.0**-30, 2.0**10)
 _SEED = 0x5EED  # the randomized SVD's test matrix; fixed so encoding is repeatable
 
 
@@ -64,13 +66,57 @@ def product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return left.astype(np.float64) @ right.astype(np.float64).T
 
 
+def ratio(factors: Factors, step: float) -> np.float64:
+    """The factor product's unit in steps: scale / step, one IEEE division of exact operands."""
+    return np.float64(factors.scale) / np.float64(np.float32(step))
+
+
+def sane_ratio(factors: Factors, step: float) -> bool:
+    """Whether `ratio` is in the range an encoder produces (its factors are quantized at a
+    fraction of the step, ~2^-6..1): a decoder refuses anything else, so a hostile scale can
+    neither overflow the prediction nor make it meaningless."""
+    return bool(_RATIO_RANGE[0] <= ratio(factors, step) <= _RATIO_RANGE[1])
+
+
 def prediction(factors: Factors | None, rows: np.ndarray | slice, step: float) -> np.ndarray | None:
-    """The prediction in steps for the given rows, float64 (None without factors)."""
+    """The prediction in steps for the given rows, float64 (None without factors): the exact
+    product times `ratio`, one more IEEE rounding."""
     if factors is None:
         return None
-    # Both operands are exact; the quotient and the product are single IEEE roundings.
-    ratio = np.float64(factors.scale) / np.float64(np.float32(step))
-    return product(factors.left[rows], factors.right) * ratio
+    return product(factors.left[rows], factors.right) * ratio(factors, step)
+
+
+def levels(p_float: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Integer prediction (int32, clipped to the level range) and where it was rounded up.
+
+    Where the prediction was rounded up, its level more often lies below it than above, and
+    vice versa; coding the residual's sign relative to that side (flipping it where the
+    prediction was rounded up) makes one table fit both halves, recovering most of what
+    separate contexts by the prediction's fraction would, without sorting by context.
+    """
+    if p_float is None:
+        return None, None
+    rounded = np.rint(p_float)
+    flip = rounded > p_float
+    np.clip(rounded, -MAX_LEVEL, MAX_LEVEL, out=rounded)
+    return rounded.astype(np.int32), flip
+
+
+def negate_where(values: np.ndarray, flip: np.ndarray | None) -> np.ndarray:
+    """int32 values with the sign of those where `flip` is set negated: (v ^ -f) + f, a
+    two's-complement identity that is 4x faster than np.where on a boolean mask."""
+    if flip is None:
+        return values
+    mask = flip.reshape(values.shape).view(np.int8).astype(np.int32)
+    out = values ^ -mask
+    out += mask
+    return out
+
+
+def coded(residual: np.ndarray, flip: np.ndarray | None) -> np.ndarray:
+    """The symbols coded for residuals: zigzag of the residual, its sign flipped where the
+    prediction was rounded up (an involution: applying it twice gives the residual back)."""
+    return entropy.zigzag(negate_where(residual.reshape(-1).astype(np.int32), flip))
 
 
 def decompose(delta: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,12 +130,25 @@ def decompose(delta: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.
     test = np.random.default_rng(_SEED).standard_normal((cols, width)).astype(np.float32)
     basis = _orthonormal(delta @ test)
     basis = _orthonormal(delta @ (delta.T @ basis))  # one power iteration sharpens the spectrum
-    u_small, s, vt = np.linalg.svd(basis.T @ delta, full_matrices=False)
-    return (basis @ u_small)[:, :rank], s[:rank], vt[:rank]
+    # SVD of the small projection basis.T @ delta through the eigenvectors of its Gram matrix.
+    small = (basis.T @ delta).astype(np.float64)
+    energy, vectors = np.linalg.eigh(small @ small.T)
+    order = np.argsort(energy)[::-1][:rank]
+    s = np.sqrt(np.maximum(energy[order], 0))
+    u = basis @ vectors[:, order].astype(np.float32)
+    vt = (vectors[:, order].T @ small) / np.maximum(s, 1e-300)[:, None]
+    return u, s, vt.astype(np.float32)
 
 
 def _orthonormal(columns: np.ndarray) -> np.ndarray:
-    return np.linalg.qr(columns.astype(np.float64))[0].astype(np.float32)
+    """An orthonormal basis of the columns' span: Cholesky QR (Q = Y R^-1 with R^T R = Y^T Y),
+    all matrix products, much faster than Householder QR on tall thin matrices; the tiny ridge
+    keeps R invertible when columns are dependent (a zero or low-rank delta)."""
+    wide = columns.astype(np.float64)
+    gram = wide.T @ wide
+    ridge = 1e-12 * max(float(np.trace(gram)), 1e-300) + 1e-300
+    factor = np.linalg.cholesky(gram + ridge * np.eye(gram.shape[0]))
+    return np.linalg.solve(factor, wide.T).T.astype(np.float32)
 
 
 def quantize_factors(
@@ -197,12 +256,17 @@ __all__ = [
     "FACTOR_LIMIT",
     "MAX_RANK",
     "Factors",
+    "coded",
     "decompose",
     "factor_bits",
+    "levels",
     "matrix_shape",
+    "negate_where",
     "prediction",
     "product",
     "quantize_factors",
+    "ratio",
     "read_factors",
+    "sane_ratio",
     "write_factors",
 ]

@@ -57,6 +57,24 @@ def test_bit_fields_cross_chunk_and_word_boundaries() -> None:
     source.finish()
 
 
+@pytest.mark.parametrize("widths", [[32, 0], [0], [31, 1, 0, 0], [5, 27, 0], []], ids=str)
+def test_zero_width_fields_at_a_word_boundary(widths: list[int]) -> None:
+    nbits = np.array(widths, dtype=np.int64)
+    values = ((np.uint64(1) << nbits.astype(np.uint64)) - np.uint64(1)) & np.uint64(0xABCDEF12)
+    source = Reader(pack_bits(values, nbits))
+    assert np.array_equal(unpack_bits(source, nbits), values)
+    source.finish()
+
+
+@given(st.lists(st.tuples(st.integers(0, 32), st.integers(0, 2**32 - 1)), max_size=40))
+def test_any_bit_fields_round_trip(fields: list[tuple[int, int]]) -> None:
+    nbits = np.array([w for w, _ in fields], dtype=np.int64)
+    values = np.array([v & ((1 << w) - 1) for w, v in fields], dtype=np.uint64)
+    source = Reader(pack_bits(values, nbits))
+    assert np.array_equal(unpack_bits(source, nbits), values)
+    source.finish()
+
+
 def test_bit_fields_refuse_a_short_payload() -> None:
     widths = np.full(10, 32, dtype=np.int64)
     with pytest.raises(PatchFormatError):

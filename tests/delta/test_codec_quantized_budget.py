@@ -1,0 +1,82 @@
+"""budget.py: the step searches the orchestrator and the lossy codecs share, and the exact
+reconstruction both sides compute."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_codec_quantized import CODEC, as_dtype, fine_tune
+
+from fedota.delta import Tensor
+from fedota.delta import budget as steps
+from fedota.delta.codecs.base import Budget
+
+
+@pytest.fixture
+def model(rng: np.random.Generator) -> list[tuple[Tensor, Tensor]]:
+    """A few tensors of different sizes, dtypes and update scales, one unchanged."""
+    pairs = [fine_tune(rng, 96, 64), fine_tune(rng, 32, 200, "BF16"), fine_tune(rng, 1, 500)]
+    base, target = fine_tune(rng, 40, 40, "F16")
+    pairs.append((base, base))
+    pairs.append((base, Tensor("F16", base.shape, target.data * np.float16(1.5))))
+    return pairs
+
+
+@pytest.mark.parametrize("relative", [0.003, 0.01, 0.1])
+def test_the_global_step_meets_the_total_and_is_nearly_the_largest(
+    model: list[tuple[Tensor, Tensor]], relative: float
+) -> None:
+    energy = sum(steps.delta_energy(b, t) for b, t in model)
+    limit = relative**2 * energy
+    step = steps.step_for_error(model, limit)
+    assert step is not None
+    total = sum(steps.error_at_step(b, t, step) for b, t in model)
+    assert 0.95 * limit <= total <= limit
+    assert sum(steps.error_at_step(b, t, step * 1.05) for b, t in model) > limit
+
+
+def test_error_at_step_is_what_the_codec_releases(model: list[tuple[Tensor, Tensor]]) -> None:
+    for base, target in model:
+        encoded = CODEC.encode(base, target, Budget(step=2e-6))
+        expected = steps.error_at_step(base, target, 2e-6)
+        assert (encoded.error_sq if encoded else 0.0) == expected
+
+
+def test_refused_tensors_count_zero() -> None:
+    values = np.array([1.0, np.nan], dtype=np.float32)
+    base = Tensor("F32", (2,), values)
+    assert steps.error_at_step(base, Tensor("F32", (2,), values * 2), 0.1) == 0.0
+    assert steps.error_at_step(None, base, 0.1) == 0.0
+    assert steps.step_for_error([(base, base)], 1.0) is None
+
+
+@pytest.mark.parametrize("dtype", ["F32", "F16", "BF16"])
+def test_a_per_tensor_step_meets_its_budget(dtype: str, rng: np.random.Generator) -> None:
+    base, target = fine_tune(rng, 64, 48, dtype)
+    energy = steps.delta_energy(base, target)
+    for fraction in (1e-4, 1e-2, 0.5):
+        step = steps.step_for_budget(base, target, fraction * energy)
+        assert step is not None
+        error = steps.error_at_step(base, target, step)
+        assert error <= fraction * energy
+        assert error >= 0.8 * fraction * energy or dtype != "F32"
+
+
+def test_the_release_rounds_once_per_operation() -> None:
+    """base + float32(64 q - offset) * (step / 64): exact integer scaling, then one rounding
+    for the product and one for the sum, then the dtype's round to nearest even."""
+    base = as_dtype("F32", np.array([[1.0, -2.5, 3e-3, 0.0]], dtype=np.float32))
+    levels = np.array([3, -1, 0, 7], dtype=np.int32)
+    words = steps.release(base, levels, levels, 0.1, 4)
+    unit = np.float32(0.1) / np.float32(64)
+    expected = base.to_float32() + (levels * 64 - np.sign(levels) * 4).astype(np.float32) * unit
+    expected[2] = base.to_float32()[2]  # level 0: the base word itself
+    assert words.tobytes() == expected.astype(np.float32).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("step", "valid"),
+    [(1e-6, True), (1.0, True), (2.0**-101, False), (float("nan"), False), (float("inf"), False)],
+)
+def test_valid_steps(step: float, valid: bool) -> None:
+    assert steps.valid_step(step) is valid
