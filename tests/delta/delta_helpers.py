@@ -3,13 +3,15 @@ and small realistic models (imported by name: pytest puts this folder on sys.pat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 from hypothesis import strategies as st
 
-from fedota.delta import Tensor
-from fedota.delta.tensor import STORAGE, storage_words
+from fedota.delta import PatchFormatError, Tensor
+from fedota.delta.codecs.base import Codec
+from fedota.delta.tensor import STORAGE, from_float32, storage_words
 
 # Every dtype the issue names, plus I32 (integer planes wider than a byte).
 DTYPES = ("F32", "F16", "BF16", "I8", "U8", "I4", "I32")
@@ -106,3 +108,31 @@ def adam_like(
     base = rng.normal(0, 0.02, shape).astype(np.float32).reshape(-1)
     target = (base + rng.normal(0, 1, base.size) * scale * np.abs(base)).astype(np.float32)
     return Tensor("F32", shape, base), Tensor("F32", shape, target)
+
+
+def as_dtype(dtype: str, values: np.ndarray) -> Tensor:
+    """float32 values rounded to a float dtype's storage."""
+    return Tensor(dtype, values.shape, from_float32(dtype, values.reshape(-1)))
+
+
+def low_rank_fine_tune(
+    rng: np.random.Generator, rows: int = 192, cols: int = 128, dtype: str = "F32"
+) -> tuple[Tensor, Tensor]:
+    """A weight and an Adam-like update of it: ~1e-3 relative, a per-row scale, and a rank-6
+    component holding 80% of the delta's energy (gradients are sums of outer products; on a
+    real MiniLM fine-tune the top 32 singular values of a 384x384 delta hold 85%)."""
+    base = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)
+    low = rng.normal(size=(rows, 6)) @ rng.normal(size=(6, cols)) / math.sqrt(6)
+    delta = (2 * low + rng.normal(size=(rows, cols))) * np.exp(rng.normal(0, 0.3, (rows, 1)))
+    target = (base + 3e-5 * delta).astype(np.float32)
+    return as_dtype(dtype, base), as_dtype(dtype, target)
+
+
+def decode_or_format_error(codec: Codec, base: Tensor, payload: bytes) -> None:
+    """Decoding a malformed F32 payload either raises PatchFormatError or gives a well-formed
+    tensor (a mutation may land on a value, not on structure); nothing else may escape."""
+    try:
+        result = codec.decode(base, "F32", base.shape, payload)
+    except PatchFormatError:
+        return
+    assert result.dtype == "F32" and result.shape == base.shape

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from delta_helpers import changed, same_bits, tensors
+from delta_helpers import changed, decode_or_format_error, same_bits, tensors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -140,14 +140,6 @@ def sample() -> tuple[Tensor, bytes]:
     return base, _round_trip(base, target)
 
 
-def _decode_or_format_error(base: Tensor, payload: bytes) -> None:
-    try:
-        result = CODEC.decode(base, "F32", base.shape, payload)
-    except PatchFormatError:
-        return
-    assert result.dtype == "F32" and result.shape == base.shape
-
-
 @pytest.mark.parametrize("cut", [0, 1, 5, 6, 7, 20, 100, -9, -4, -1])
 def test_truncated_payloads_raise_patch_format_error(
     sample: tuple[Tensor, bytes], cut: int
@@ -167,7 +159,7 @@ def test_mutated_payloads_raise_only_patch_format_error(
     for _ in range(data.draw(st.integers(1, 4))):
         index = data.draw(st.integers(0, len(mutated) - 1))
         mutated[index] = data.draw(st.integers(0, 255))
-    _decode_or_format_error(base, bytes(mutated))
+    decode_or_format_error(CODEC, base, bytes(mutated))
 
 
 @settings(max_examples=200, deadline=None)
@@ -175,4 +167,4 @@ def test_mutated_payloads_raise_only_patch_format_error(
 def test_random_payloads_raise_only_patch_format_error(
     sample: tuple[Tensor, bytes], raw: bytes
 ) -> None:
-    _decode_or_format_error(sample[0], raw)
+    decode_or_format_error(CODEC, sample[0], raw)

@@ -4,11 +4,10 @@ PatchFormatError."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
-from delta_helpers import same_bits
+from delta_helpers import as_dtype, decode_or_format_error, same_bits
+from delta_helpers import low_rank_fine_tune as fine_tune
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,27 +16,9 @@ from fedota.delta import budget as steps
 from fedota.delta.codecs import quant_search
 from fedota.delta.codecs.base import Budget
 from fedota.delta.codecs.quantized import QuantAnsCodec
-from fedota.delta.tensor import from_float32
 
 CODEC = QuantAnsCodec()
 DTYPES = ("F32", "F16", "BF16")
-
-
-def as_dtype(dtype: str, values: np.ndarray) -> Tensor:
-    return Tensor(dtype, values.shape, from_float32(dtype, values.reshape(-1)))
-
-
-def fine_tune(
-    rng: np.random.Generator, rows: int = 192, cols: int = 128, dtype: str = "F32"
-) -> tuple[Tensor, Tensor]:
-    """A weight and an Adam-like update of it: ~1e-3 relative, a per-row scale, and a rank-6
-    component holding 80% of the delta's energy (gradients are sums of outer products; on a
-    real MiniLM fine-tune the top 32 singular values of a 384x384 delta hold 85%)."""
-    base = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)
-    low = rng.normal(size=(rows, 6)) @ rng.normal(size=(6, cols)) / math.sqrt(6)
-    delta = (2 * low + rng.normal(size=(rows, cols))) * np.exp(rng.normal(0, 0.3, (rows, 1)))
-    target = (base + 3e-5 * delta).astype(np.float32)
-    return as_dtype(dtype, base), as_dtype(dtype, target)
 
 
 def fp16_budget(target: Tensor) -> Budget:
@@ -216,14 +197,6 @@ def sample() -> tuple[Tensor, bytes]:
     return base, payload
 
 
-def decode_or_format_error(base: Tensor, payload: bytes) -> None:
-    try:
-        result = CODEC.decode(base, "F32", base.shape, payload)
-    except PatchFormatError:
-        return
-    assert result.dtype == "F32" and result.shape == base.shape
-
-
 def test_truncated_payloads_raise_patch_format_error(sample: tuple[Tensor, bytes]) -> None:
     base, payload = sample
     for cut in range(0, len(payload), max(1, len(payload) // 97)):
@@ -240,7 +213,7 @@ def test_mutated_payloads_raise_only_patch_format_error(
     mutated = bytearray(payload)
     for _ in range(data.draw(st.integers(1, 4))):
         mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
-    decode_or_format_error(base, bytes(mutated))
+    decode_or_format_error(CODEC, base, bytes(mutated))
 
 
 @settings(max_examples=200, deadline=None)
@@ -248,7 +221,7 @@ def test_mutated_payloads_raise_only_patch_format_error(
 def test_random_payloads_raise_only_patch_format_error(
     sample: tuple[Tensor, bytes], raw: bytes
 ) -> None:
-    decode_or_format_error(sample[0], b"\x01" + raw)
+    decode_or_format_error(CODEC, sample[0], b"\x01" + raw)
 
 
 def test_levels_beyond_the_exact_range_are_refused_not_wrapped() -> None:

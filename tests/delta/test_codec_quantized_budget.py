@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_codec_quantized import CODEC, as_dtype, fine_tune
+from delta_helpers import as_dtype
+from delta_helpers import low_rank_fine_tune as fine_tune
 
 from fedota.delta import Tensor
 from fedota.delta import budget as steps
 from fedota.delta.codecs.base import Budget
+from fedota.delta.codecs.quantized import QuantAnsCodec
+
+CODEC = QuantAnsCodec()
 
 
 @pytest.fixture
