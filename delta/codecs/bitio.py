@@ -50,7 +50,14 @@ class Writer:
         self.raw(data)
 
     def varint(self, value: int) -> None:
-        self.varints(np.array([value], dtype=np.int64))
+        if not 0 <= value < 1 << 52:
+            raise ValueError("varints must lie in [0, 2^52)")
+        data = bytearray()
+        while value >= 0x80:
+            data.append((value & 0x7F) | 0x80)
+            value >>= 7
+        data.append(value)
+        self._parts.append(bytes(data))
 
     def svarint(self, value: int) -> None:
         """A signed int as the varint of its zigzag (0, -1, 1 -> 0, 1, 2)."""
@@ -117,7 +124,26 @@ class Reader:
         Raises:
             PatchFormatError: too long, too large, or the payload ends inside it.
         """
-        return int(self.varints(1, limit)[0])
+        value = 0
+        for k in range(_MAX_VARINT_BYTES):
+            if self._pos >= len(self._data):
+                raise PatchTruncated("payload ends inside a varint")
+            byte = self._data[self._pos]
+            self._pos += 1
+            value |= (byte & 0x7F) << (7 * k)
+            if byte < 0x80:
+                if value > limit:
+                    raise PatchFormatError(f"field {value} exceeds its bound {limit}")
+                return value
+        raise PatchFormatError("varint longer than 9 bytes")
+
+    def rest(self) -> memoryview:
+        """The bytes not read yet, without consuming them (see `skip`)."""
+        return self._data[self._pos :]
+
+    def skip(self, count: int) -> None:
+        """Consume `count` bytes another parser read from `rest`."""
+        self.take(count)
 
     def svarint(self, low: int, high: int) -> int:
         """A signed varint (zigzag) within [low, high]."""

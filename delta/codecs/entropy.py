@@ -1,5 +1,5 @@
 """Shared entropy-coding helpers: hybrid integer tokens, raw bit fields, per-context frequency
-tables and context-grouped ANS over `constriction`.
+tables and context-modelled rANS (rans.py).
 
 The codecs built on these (lossless_ans, quantized) all turn a tensor into one small-alphabet
 *token* per element, each coded under the model of a *context* the decoder can compute before
@@ -10,11 +10,10 @@ leave out. Conventions:
   lsb_in_token = 0): a value below 2^split is its own token; a larger value v of bit length n+1
   becomes the token (split, n, the `msb` bits after the leading one) and its n - msb lower bits
   go raw. Small values are modelled exactly, large ones by magnitude class.
-- Tables are integer counts, stored in the payload and handed to constriction as float64: the
-  decoder never fits a model, so both sides build the same model from the same integers on every
-  machine (constriction's quantization of a table is plain IEEE arithmetic, no libm calls).
-- Symbols are grouped by context (a stable sort) and each group is coded with one concrete
-  categorical model: one constriction call per context, vectorised inside.
+- Tables are integer counts, stored in the payload; both sides normalise them with the same
+  integer arithmetic (rans.normalize), so the decoder never fits a model and every machine
+  builds the same one.
+- Each symbol is coded under its own context's table in one compiled loop (no grouping).
 
 Everything read back is bounded before use; malformed input raises PatchFormatError.
 """
@@ -23,16 +22,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import constriction
 import numpy as np
 
+from fedota.delta.codecs import _table_kernels as _tables
+from fedota.delta.codecs import rans
 from fedota.delta.codecs.bitio import Reader, Writer
-from fedota.delta.errors import PatchFormatError
+from fedota.delta.errors import PatchFormatError, PatchTruncated
 
 # Largest single quantized count in a stored table (tables use at most 2^16 total precision).
 MAX_COUNT = 1 << 20
 # Quantization precisions (log2 of the table total) the encoder tries for each table.
-_PRECISIONS = (5, 7, 9, 11, 13, 15)
+_PRECISIONS = (5, 7, 9, 11, rans.PRECISION)
 
 
 # --- zigzag and hybrid tokens ---------------------------------------------------------------
@@ -181,32 +181,42 @@ def fit_tables(hist: np.ndarray) -> tuple[list[np.ndarray], float]:
 def estimate_bits(hist: np.ndarray) -> float:
     """Quick estimate of `fit_tables`' total: the empirical entropy of each context's counts
     plus ~2 bytes per distinct token for its table (for searches; fit_tables is exact)."""
-    hist = np.asarray(hist, dtype=np.float64)
-    totals = hist.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(hist > 0, hist * np.log2(np.maximum(totals, 1) / np.maximum(hist, 1)), 0)
-    return float(terms.sum() + 16 * np.count_nonzero(hist))
+    bits, distinct = _tables.entropy_bits(np.ascontiguousarray(hist, dtype=np.int64))
+    return float(bits + 16 * distinct)
+
+
+_EMPTY_TABLE = np.zeros(1, dtype=np.int64)
 
 
 def write_tables(out: Writer, tables: Sequence[np.ndarray]) -> None:
     """Append tables: per table varint length L (0: empty), then either a 0 byte and L dense
     counts, or the count of nonzero entries and (gap, count) pairs; counts stored minus one."""
+    fields: list[np.ndarray] = []
     for table in tables:
         nonzero = np.flatnonzero(table)
         if nonzero.size == 0:
-            out.varint(0)
+            fields.append(_EMPTY_TABLE)
             continue
         length = int(nonzero[-1]) + 1
-        out.varint(length)
         if nonzero.size == length:
-            out.varint(0)
-            out.varints(table[:length] - 1)
+            fields.append(np.array([length, 0], dtype=np.int64))
+            fields.append(np.asarray(table[:length], dtype=np.int64) - 1)
         else:
-            out.varint(nonzero.size)
             pairs = np.empty((nonzero.size, 2), dtype=np.int64)
             pairs[:, 0] = np.diff(nonzero, prepend=-1) - 1
             pairs[:, 1] = table[nonzero] - 1
-            out.varints(pairs.reshape(-1))
+            fields.append(np.array([length, nonzero.size], dtype=np.int64))
+            fields.append(pairs.reshape(-1))
+    if fields:
+        out.varints(np.concatenate(fields))
+
+
+_TABLE_ERRORS = {
+    _tables.SHORT: "payload ends inside its tables",
+    _tables.TOO_LONG: "a table field is a varint longer than 9 bytes",
+    _tables.TOO_LARGE: "a table length, gap or count exceeds its bound",
+    _tables.BAD_END: "a table's entries do not end where its length says",
+}
 
 
 def read_tables(src: Reader, n_tables: int, alphabet: int) -> list[np.ndarray]:
@@ -215,66 +225,31 @@ def read_tables(src: Reader, n_tables: int, alphabet: int) -> list[np.ndarray]:
     Raises:
         PatchFormatError: a length, gap or count out of bounds, or the payload ends early.
     """
-    tables: list[np.ndarray] = []
-    for _ in range(n_tables):
-        length = src.varint(alphabet)
-        if length == 0:
-            tables.append(np.zeros(0, dtype=np.int64))
-            continue
-        nonzero = src.varint(length)
-        table = np.zeros(length, dtype=np.int64)
-        if nonzero == 0:
-            table[:] = src.varints(length, MAX_COUNT - 1) + 1
-        else:
-            pairs = src.varints(2 * nonzero, MAX_COUNT - 1).reshape(nonzero, 2)
-            positions = np.cumsum(pairs[:, 0] + 1) - 1
-            if int(positions[-1]) != length - 1:
-                raise PatchFormatError(
-                    f"table entries end at {int(positions[-1])}, its length says {length - 1}"
-                )
-            table[positions] = pairs[:, 1] + 1
-        tables.append(table)
-    return tables
+    data = np.frombuffer(src.rest(), dtype=np.uint8)
+    # Every table takes at least one byte: refuse a count the payload cannot hold before
+    # allocating for it.
+    if n_tables > data.size:
+        raise PatchTruncated(f"{n_tables} tables cannot fit in {data.size} bytes")
+    tables = np.zeros((n_tables, alphabet), dtype=np.int64)
+    consumed, status = _tables.parse_tables(data, n_tables, alphabet, MAX_COUNT, tables)
+    if status == _tables.SHORT:
+        raise PatchTruncated(_TABLE_ERRORS[status])
+    if status != _tables.OK:
+        raise PatchFormatError(_TABLE_ERRORS[status])
+    src.skip(consumed)
+    ends = np.where(tables > 0, np.arange(alphabet), -1).max(axis=1, initial=-1) + 1
+    return [row[: int(end)] for row, end in zip(tables, ends, strict=True)]
 
 
-# --- context-grouped ANS --------------------------------------------------------------------
-
-
-def _model(table: np.ndarray) -> constriction.stream.model.Categorical:
-    padded = table if table.size >= 2 else np.pad(table, (0, 2 - table.size))
-    return constriction.stream.model.Categorical(padded.astype(np.float64), perfect=False)
-
-
-def _groups(contexts: np.ndarray, n_contexts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stable order of positions by context (radix sort on small ints) and group bounds."""
-    small = contexts.astype(
-        np.uint8 if n_contexts <= 256 else np.uint16 if n_contexts <= 1 << 16 else np.int64,
-        copy=False,
-    )
-    order = np.argsort(small, kind="stable")
-    bounds = np.zeros(n_contexts + 1, dtype=np.int64)
-    np.cumsum(np.bincount(small, minlength=n_contexts), out=bounds[1:])
-    return order, bounds
+# --- context-modelled rANS ------------------------------------------------------------------
 
 
 def ans_encode(
     tokens: np.ndarray, contexts: np.ndarray | None, tables: Sequence[np.ndarray]
 ) -> bytes:
-    """ANS-code `tokens[i]` under `tables[contexts[i]]` (contexts None: all under tables[0]);
-    the stream as little-endian 32-bit words."""
-    coder = constriction.stream.stack.AnsCoder()
-    if contexts is None:
-        if tokens.size:
-            coder.encode_reverse(np.ascontiguousarray(tokens, dtype=np.int32), _model(tables[0]))
-        return coder.get_compressed().astype("<u4").tobytes()
-    order, bounds = _groups(contexts, len(tables))
-    grouped = np.ascontiguousarray(tokens[order], dtype=np.int32)
-    # A stack: push the last group first so the decoder pops them in context order.
-    for ctx in reversed(range(len(tables))):
-        start, end = int(bounds[ctx]), int(bounds[ctx + 1])
-        if end > start:
-            coder.encode_reverse(grouped[start:end], _model(tables[ctx]))
-    return coder.get_compressed().astype("<u4").tobytes()
+    """rANS-code `tokens[i]` under `tables[contexts[i]]` (contexts None: all under tables[0]);
+    see rans.py for the stream."""
+    return rans.encode(tokens, contexts, tables)
 
 
 def ans_decode(
@@ -287,37 +262,7 @@ def ans_decode(
         PatchFormatError: a ragged or invalid stream, a context used without a table, or a
             stream that is not exactly consumed.
     """
-    if len(stream) % 4:
-        raise PatchFormatError(f"ANS stream of {len(stream)} bytes is not whole 32-bit words")
-    if isinstance(contexts, int):
-        order, bounds = None, np.array([0, contexts], dtype=np.int64)
-        tables = tables[:1]
-    else:
-        order, bounds = _groups(contexts, len(tables))
-    grouped = np.empty(int(bounds[-1]), dtype=np.int32)
-    try:
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(stream, "<u4").astype(np.uint32))
-        for ctx, table in enumerate(tables):
-            start, end = int(bounds[ctx]), int(bounds[ctx + 1])
-            if end == start:
-                continue
-            if table.size == 0 or int(table.sum()) == 0:
-                raise PatchFormatError(
-                    f"context {ctx} codes {end - start} symbols but has no table"
-                )
-            grouped[start:end] = coder.decode(_model(table), end - start)
-        consumed = coder.is_empty()
-    except PatchFormatError:
-        raise
-    except (ValueError, KeyError, TypeError, OverflowError, RuntimeError) as error:
-        raise PatchFormatError(f"invalid ANS stream: {error}") from error
-    if not consumed:
-        raise PatchFormatError("ANS stream has data left after its last symbol")
-    if order is None:
-        return grouped
-    tokens = np.empty_like(grouped)
-    tokens[order] = grouped
-    return tokens
+    return rans.decode(stream, contexts, tables)
 
 
 __all__ = [

@@ -20,10 +20,12 @@ Why this model:
 The encoder tries a few configurations per group on a sample and keeps the one with the
 smallest estimated size (tables included); the payload records each choice.
 
-Payload: u8 version, u8 row groups G (1, 2 or 4); if G > 1 the row labels as a table and an
-ANS block; then per group a block (varint length) holding u8 split, u8 msb, u8 mantissa
-context bits, u8 lowest exponent bucket, u8 exponent buckets, the context tables, the ANS
-stream (varint length + words) and the raw bits.
+Payload: u8 version (2), u8 row groups G (1, 2 or 4); if G > 1 the row labels as a table and
+a rANS block; then per group a block (varint length) holding u8 split, u8 msb, u8 mantissa
+context bits, u8 lowest exponent bucket, u8 exponent buckets, the context tables, the rANS
+stream (varint length + 16-bit words, see rans.py) and the raw bits of the group's elements in
+row order, LSB first in little-endian 32-bit words, zero-padded. One compiled loop each way
+(_diff_kernels.py) does contexts, tokens, raw bits and the addition.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from fedota.delta.codecs import entropy
+from fedota.delta.codecs import _diff_kernels as _kernels
+from fedota.delta.codecs import entropy, rans
 from fedota.delta.codecs.base import Budget, Encoded, register
-from fedota.delta.codecs.bitio import Reader, Writer, pack_bits, packed_size, unpack_bits
+from fedota.delta.codecs.bitio import Reader, Writer
 from fedota.delta.errors import PatchFormatError
 from fedota.delta.tensor import Tensor
 
-_VERSION = 1
+_VERSION = 2
 # dtype -> (storage width in bits, mantissa bits, exponent bits) of the float format.
 _LAYOUT: dict[str, tuple[int, int, int]] = {
     "F32": (32, 23, 8),
@@ -73,34 +76,20 @@ def _words(tensor: Tensor) -> np.ndarray:
     return tensor.data.view(f"<u{tensor.data.itemsize}")
 
 
-def _contexts(base_words: np.ndarray, dtype: str, config: _Config) -> np.ndarray:
-    """Context of each element (uint8): (clipped base exponent bucket, top mantissa bits).
-
-    Both come from the top 1 + exponent + mantissa_bits bits of the base word, so one table
-    lookup per element computes them.
-    """
-    _width, mantissa, exponent_bits = _LAYOUT[dtype]
-    index_bits = exponent_bits + config.mantissa_bits
-    keys = np.arange(1 << index_bits)
-    bucket = np.clip((keys >> config.mantissa_bits) - config.low_exponent, 0, config.buckets - 1)
-    table = ((bucket << config.mantissa_bits) | (keys & ((1 << config.mantissa_bits) - 1))).astype(
-        np.uint8
-    )
-    shift = base_words.dtype.type(mantissa - config.mantissa_bits)
-    mask = base_words.dtype.type((1 << index_bits) - 1)
-    return table[(base_words >> shift) & mask]
-
-
-def _exponent_window(base_words: np.ndarray, dtype: str, mantissa_bits: int) -> tuple[int, int]:
-    """(lowest bucket exponent, bucket count) covering all but the smallest 0.1% of weights,
-    at most 256 contexts in all."""
+def _exponent_counts(base_words: np.ndarray, dtype: str) -> np.ndarray:
+    """How many of `base_words` have each exponent."""
     _, mantissa, exponent_bits = _LAYOUT[dtype]
     exponent = (base_words >> base_words.dtype.type(mantissa)) & base_words.dtype.type(
         (1 << exponent_bits) - 1
     )
-    counts = np.bincount(exponent, minlength=1 << exponent_bits)
+    return np.bincount(exponent, minlength=1 << exponent_bits)
+
+
+def _exponent_window(counts: np.ndarray, mantissa_bits: int) -> tuple[int, int]:
+    """(lowest bucket exponent, bucket count) covering all but the smallest 0.1% of weights,
+    at most 256 contexts in all."""
     high = int(np.flatnonzero(counts)[-1])
-    low = int(np.searchsorted(np.cumsum(counts), 0.001 * exponent.size, side="right"))
+    low = int(np.searchsorted(np.cumsum(counts), 0.001 * counts.sum(), side="right"))
     low = max(min(low, high), high - min(_MAX_BUCKETS, 256 >> mantissa_bits) + 1)
     return low, high - low + 1
 
@@ -112,42 +101,51 @@ def _matrix(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[0], math.prod(shape[1:])
 
 
-def _sample(members: np.ndarray, cols: int) -> np.ndarray:
+def _sample(members: np.ndarray, cols: int, size: int) -> np.ndarray:
     """Flat positions of evenly spread rows among `members` (and of evenly spread blocks of
-    columns when rows are long), about _SAMPLE in all."""
+    columns when rows are long), about `size` in all."""
     picked = members[
-        np.unique(np.linspace(0, members.size - 1, max(1, _SAMPLE // cols)).astype(np.int64))
+        np.unique(np.linspace(0, members.size - 1, max(1, size // cols)).astype(np.int64))
     ]
-    if cols <= _SAMPLE:
+    if cols <= size:
         columns = np.arange(cols)
     else:
         block = 4096
-        starts = np.linspace(0, cols - block, _SAMPLE // block).astype(np.int64)
+        starts = np.linspace(0, cols - block, max(1, size // block)).astype(np.int64)
         columns = (starts[:, None] + np.arange(block)).reshape(-1)
     return (picked[:, None] * cols + columns).reshape(-1)
 
 
-def _cost(zig: np.ndarray, ctx: np.ndarray, config: _Config, value_bits: int) -> float:
-    tokens, _, nraw, _ = entropy.tokenize(zig, config.split, config.msb)
-    alphabet = entropy.alphabet_size(config.split, config.msb, value_bits)
-    hist = entropy.histograms(tokens, ctx, config.n_contexts, alphabet)
-    return entropy.estimate_bits(hist) + float(nraw.sum())
+def _cost(
+    base_words: np.ndarray, target_words: np.ndarray, pick: np.ndarray, dtype: str, config: _Config
+) -> float:
+    width = _LAYOUT[dtype][0]
+    lut, shift, index_mask = _lut(dtype, config)
+    alphabet = entropy.alphabet_size(config.split, config.msb, width)
+    hist = np.zeros((config.n_contexts, alphabet), dtype=np.int64)
+    raw_bits = _kernels.histogram(
+        base_words, target_words, pick, lut, shift, index_mask, width,
+        config.split, config.msb, hist,
+    )  # fmt: skip
+    return entropy.estimate_bits(hist) + raw_bits
 
 
 def _choose(
-    base_words: np.ndarray, zig: np.ndarray, dtype: str, members: np.ndarray, cols: int
+    base_words: np.ndarray,
+    target_words: np.ndarray,
+    dtype: str,
+    members: np.ndarray,
+    cols: int,
+    size: int = _SAMPLE,
 ) -> tuple[_Config, float]:
     """The configuration with the fewest estimated bits for the rows `members`, judged on a
-    sample of them, and that estimate scaled to all their elements."""
-    pick = _sample(members, cols)
-    base_sample, zig_sample = base_words[pick], zig[pick]
-    value_bits = _LAYOUT[dtype][0]
+    sample of about `size` of their elements, and that estimate scaled to all of them."""
+    pick = _sample(members, cols, size)
+    counts = _exponent_counts(base_words[pick], dtype)
     best: tuple[float, _Config] | None = None
     for split, msb, mantissa_bits in _CONFIGS:
-        low, buckets = _exponent_window(base_sample, dtype, mantissa_bits)
-        config = _Config(split, msb, mantissa_bits, low, buckets)
-        ctx = _contexts(base_sample, dtype, config)
-        cost = _cost(zig_sample, ctx, config, value_bits)
+        config = _Config(split, msb, mantissa_bits, *_exponent_window(counts, mantissa_bits))
+        cost = _cost(base_words, target_words, pick, dtype, config)
         if best is None or cost < best[0]:
             best = (cost, config)
     assert best is not None
@@ -167,24 +165,54 @@ def _row_groups(level: np.ndarray, groups: int) -> np.ndarray:
     return np.abs(level[:, None] - centers[None, :]).argmin(axis=1).astype(np.uint8)
 
 
-def _encode_part(base_words: np.ndarray, zig: np.ndarray, dtype: str, config: _Config) -> bytes:
-    """One group's configuration, tables, ANS stream and raw bits."""
-    ctx = _contexts(base_words, dtype, config)
-    tokens, _, nraw, raw = entropy.tokenize(zig, config.split, config.msb)
-    alphabet = entropy.alphabet_size(config.split, config.msb, _LAYOUT[dtype][0])
-    tables, _ = entropy.fit_tables(entropy.histograms(tokens, ctx, config.n_contexts, alphabet))
+def _lut(dtype: str, config: _Config) -> tuple[np.ndarray, int, int]:
+    """(context of each top-bits key, shift, key mask): `_contexts` as a lookup the kernels do."""
+    _width, mantissa, exponent_bits = _LAYOUT[dtype]
+    index_bits = exponent_bits + config.mantissa_bits
+    keys = np.arange(1 << index_bits)
+    bucket = np.clip((keys >> config.mantissa_bits) - config.low_exponent, 0, config.buckets - 1)
+    lut = ((bucket << config.mantissa_bits) | (keys & ((1 << config.mantissa_bits) - 1))).astype(
+        np.uint8
+    )
+    return lut, mantissa - config.mantissa_bits, (1 << index_bits) - 1
+
+
+def _encode_part(
+    base_words: np.ndarray,
+    target_words: np.ndarray,
+    rows: np.ndarray,
+    cols: int,
+    dtype: str,
+    config: _Config,
+) -> bytes:
+    """One group's configuration, tables, rANS stream and raw bits."""
+    width = _LAYOUT[dtype][0]
+    lut, shift, index_mask = _lut(dtype, config)
+    n = rows.size * cols
+    tokens = np.empty(n, dtype=np.int32)
+    ctx = np.empty(n, dtype=np.uint8)
+    raw = np.empty(n + 1, dtype=np.uint32)
+    alphabet = entropy.alphabet_size(config.split, config.msb, width)
+    hist = np.zeros((config.n_contexts, alphabet), dtype=np.int64)
+    used = _kernels.tokenize(
+        base_words, target_words, rows, cols, lut, shift, index_mask, width,
+        config.split, config.msb, tokens, ctx, raw, hist,
+    )  # fmt: skip
+    tables, _ = entropy.fit_tables(hist)
     out = Writer()
     for field in (config.split, config.msb, config.mantissa_bits, config.low_exponent):
         out.u8(field)
     out.u8(config.buckets)
     entropy.write_tables(out, tables)
-    out.block(entropy.ans_encode(tokens, ctx, tables))
-    out.raw(pack_bits(raw, nraw))
+    out.block(rans.encode(tokens, ctx, tables))
+    out.raw(raw[:used].astype("<u4").tobytes())
     return out.getvalue()
 
 
-def _decode_part(src: Reader, base_words: np.ndarray, dtype: str) -> np.ndarray:
-    """The zigzagged differences of one group (inverse of `_encode_part`).
+def _decode_part(
+    src: Reader, base_words: np.ndarray, rows: np.ndarray, cols: int, dtype: str, out: np.ndarray
+) -> None:
+    """Write base + difference for the group's `rows` into `out` (inverse of `_encode_part`).
 
     Raises:
         PatchFormatError: a configuration, table, stream or raw-bit length out of bounds.
@@ -204,32 +232,51 @@ def _decode_part(src: Reader, base_words: np.ndarray, dtype: str) -> np.ndarray:
     config = _Config(split, msb, mantissa_bits, low, buckets)
     alphabet = entropy.alphabet_size(split, msb, value_bits)
     tables = entropy.read_tables(src, config.n_contexts, alphabet)
-    ctx = _contexts(base_words, dtype, config)
-    tokens = entropy.ans_decode(src.block(src.left), ctx, tables)
-    escaped, nraw = entropy.escapes(tokens, split, msb)
-    if packed_size(nraw) != src.left:
-        raise PatchFormatError(
-            f"diff-ans raw bits take {src.left} bytes, its tokens need {packed_size(nraw)}"
-        )
-    raw = unpack_bits(src, nraw)
-    return entropy.detokenize(tokens, escaped, raw, split, msb, base_words.dtype.str)
+    stream = src.block(src.left)
+    if len(stream) % 2:
+        raise PatchFormatError(f"diff-ans stream of {len(stream)} bytes is not whole 16-bit words")
+    words = np.frombuffer(stream, dtype="<u2")
+    if src.left % 4:
+        raise PatchFormatError(f"diff-ans raw bits take {src.left} bytes, not whole 32-bit words")
+    raw = np.frombuffer(src.take(src.left), dtype="<u4")
+    freq, cum, symbols = rans.build_tables(tables)
+    lut, shift, index_mask = _lut(dtype, config)
+    status = _kernels.decode(
+        base_words, rows, cols, lut, shift, index_mask, value_bits, split, msb,
+        words, freq, cum, symbols, raw, out,
+    )  # fmt: skip
+    if status != _kernels.OK:
+        raise PatchFormatError(f"diff-ans part is corrupt: {_STATUS[status]}")
+
+
+_STATUS = {
+    _kernels.SHORT: "its stream or raw bits end early",
+    _kernels.LEFTOVER: "data is left after its last element",
+    _kernels.BAD_STATE: "its stream does not end in the initial state",
+    _kernels.NO_TABLE: "a context codes symbols but has no table",
+}
 
 
 def _plan(
-    base_words: np.ndarray, zig: np.ndarray, dtype: str, rows: int
+    base_words: np.ndarray, target_words: np.ndarray, dtype: str, rows: int
 ) -> tuple[np.ndarray, list[_Config]]:
     """Row groups and each group's configuration: the split into 1, 2 or 4 groups with the
     fewest estimated bits (a group's tables cost a few hundred bytes, so small tensors keep
     one)."""
-    cols = zig.size // rows
+    cols = target_words.size // rows
     everyone = np.arange(rows)
-    config, best_bits = _choose(base_words, zig, dtype, everyone, cols)
+    config, best_bits = _choose(base_words, target_words, dtype, everyone, cols)
     best = (np.zeros(rows, dtype=np.uint8), [config])
-    if rows < 8 or zig.size < 4 * _GROUP_MIN:
+    if rows < 8 or target_words.size < 4 * _GROUP_MIN:
         return best
     # A row's level: the mean bit length of its differences, from up to 64 columns of it.
     stride = max(1, cols // 64)
-    level = entropy.bit_length(zig.reshape(rows, cols)[:, ::stride]).mean(axis=1)
+    columns = slice(None, None, stride)
+    strided = (
+        target_words.reshape(rows, cols)[:, columns] - base_words.reshape(rows, cols)[:, columns]
+    )
+    zig = entropy.zigzag(strided.view(f"<i{target_words.itemsize}"))
+    level = entropy.bit_length(zig).mean(axis=1)
     for groups in (2, 4):
         label = _row_groups(level, groups)
         configs, bits = [], float(rows * math.log2(groups))  # row labels, at most
@@ -238,7 +285,9 @@ def _plan(
             if members.size == 0:
                 configs.append(config)
                 continue
-            chosen, part_bits = _choose(base_words, zig, dtype, members, cols)
+            chosen, part_bits = _choose(
+                base_words, target_words, dtype, members, cols, _SAMPLE // groups
+            )
             configs.append(chosen)
             bits += part_bits
         if bits < best_bits:
@@ -262,11 +311,10 @@ class DiffAnsCodec:
             or target.numel == 0
         ):
             return None
-        base_words = _words(base)
-        diff = (_words(target) - base_words).view(f"<i{target.data.itemsize}")
-        zig = entropy.zigzag(diff)
+        base_words = np.ascontiguousarray(_words(base))
+        target_words = np.ascontiguousarray(_words(target))
         rows, cols = _matrix(target.shape)
-        label, configs = _plan(base_words, zig, target.dtype, rows)
+        label, configs = _plan(base_words, target_words, target.dtype, rows)
         out = Writer()
         out.u8(_VERSION)
         out.u8(len(configs))
@@ -274,11 +322,9 @@ class DiffAnsCodec:
             tables, _ = entropy.fit_tables(np.bincount(label, minlength=len(configs))[None, :])
             entropy.write_tables(out, tables)
             out.block(entropy.ans_encode(label.astype(np.int32), None, tables))
-        base_rows, zig_rows = base_words.reshape(rows, cols), zig.reshape(rows, cols)
         for k, config in enumerate(configs):
-            members = slice(None) if len(configs) == 1 else label == k
-            part_base = base_rows[members].reshape(-1)
-            out.block(_encode_part(part_base, zig_rows[members].reshape(-1), target.dtype, config))
+            members = np.flatnonzero(label == k)
+            out.block(_encode_part(base_words, target_words, members, cols, target.dtype, config))
         return Encoded(out.getvalue(), target)
 
     def decode(
@@ -308,15 +354,12 @@ class DiffAnsCodec:
             label = entropy.ans_decode(src.block(src.left), rows, tables).astype(np.uint8)
         else:
             raise PatchFormatError(f"{self.name} has {groups} row groups, not 1, 2 or 4")
-        base_words = _words(base)
-        base_rows = base_words.reshape(rows, cols)
-        zig = np.empty_like(base_rows)
+        base_words = np.ascontiguousarray(_words(base))
+        words = np.empty_like(base_words)
         for k in range(groups):
-            members = slice(None) if groups == 1 else label == k
-            part = _decode_part(Reader(src.block(src.left)), base_rows[members].reshape(-1), dtype)
-            zig[members] = part.reshape(-1, cols)
+            members = np.flatnonzero(label == k)
+            _decode_part(Reader(src.block(src.left)), base_words, members, cols, dtype, words)
         src.finish()
-        words = base_words + entropy.unzigzag(zig.reshape(-1)).view(base_words.dtype)
         return Tensor(dtype, shape, words.view(base.data.dtype))
 
 
