@@ -125,12 +125,13 @@ def _encode(
     for codec in ordered:
         if codec.lossy and budget.lossless:
             continue
-        if best is not None and not codec.lossy and codec.name not in (_SPARSE, _MODELLED):
+        if best is not None and not codec.lossy and codec.name != _SPARSE:
             size = len(best[1].payload)
             if best[0].lossy and size < LOSSLESS_FLOOR * new.nbytes:
                 continue
             if (
-                best[0].name == _MODELLED
+                codec.name != _MODELLED
+                and best[0].name == _MODELLED
                 and new.nbytes >= _MODELLED_MIN_BYTES
                 and size < _MODELLED_ENOUGH * new.nbytes
             ):

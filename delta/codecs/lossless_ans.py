@@ -30,6 +30,7 @@ row order, LSB first in little-endian 32-bit words, zero-padded. One compiled lo
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -165,6 +166,7 @@ def _row_groups(level: np.ndarray, groups: int) -> np.ndarray:
     return np.abs(level[:, None] - centers[None, :]).argmin(axis=1).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=256)
 def _lut(dtype: str, config: _Config) -> tuple[np.ndarray, int, int]:
     """(context of each top-bits key, shift, key mask): `_contexts` as a lookup the kernels do."""
     _width, mantissa, exponent_bits = _LAYOUT[dtype]
@@ -174,6 +176,7 @@ def _lut(dtype: str, config: _Config) -> tuple[np.ndarray, int, int]:
     lut = ((bucket << config.mantissa_bits) | (keys & ((1 << config.mantissa_bits) - 1))).astype(
         np.uint8
     )
+    lut.setflags(write=False)  # shared by every call through the cache
     return lut, mantissa - config.mantissa_bits, (1 << index_bits) - 1
 
 
@@ -260,9 +263,9 @@ _STATUS = {
 def _plan(
     base_words: np.ndarray, target_words: np.ndarray, dtype: str, rows: int
 ) -> tuple[np.ndarray, list[_Config]]:
-    """Row groups and each group's configuration: the split into 1, 2 or 4 groups with the
-    fewest estimated bits (a group's tables cost a few hundred bytes, so small tensors keep
-    one)."""
+    """Row groups and each group's configuration: 1 group, or 2, or 4, as long as each split
+    has fewer estimated bits than the one before (a group's tables cost a few hundred bytes,
+    so small tensors keep one)."""
     cols = target_words.size // rows
     everyone = np.arange(rows)
     config, best_bits = _choose(base_words, target_words, dtype, everyone, cols)
@@ -290,8 +293,9 @@ def _plan(
             )
             configs.append(chosen)
             bits += part_bits
-        if bits < best_bits:
-            best_bits, best = bits, (label, configs)
+        if bits >= best_bits:
+            break  # rows that two groups do not separate, four will not either
+        best_bits, best = bits, (label, configs)
     return best
 
 

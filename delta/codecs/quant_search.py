@@ -40,28 +40,69 @@ _RESOLUTIONS = (2**-1.5, 2**-2.0, 2**-2.5, 2**-3.0)
 _MIN_PREDICTED = 1 << 14  # matrices smaller than this are not worth factors
 _MIN_SIDE = 16
 _SAMPLE = 1 << 15  # elements the searches look at
+HEAVY_SHARE = 0.99
 
 
 @dataclass(frozen=True)
 class _Sample:
-    """Evenly spread rows (and column blocks for very wide rows) of the tensor."""
+    """Rows of the tensor (and column blocks for very wide rows): first the `heavy` rows that
+    hold nearly all of the change when they are few (an embedding matrix of which a fine-tune
+    moved only the rows of the tokens it saw), then evenly spread rows of the rest. Each part
+    has its own weight, so estimates scale to the tensor either way."""
 
     rows: np.ndarray
     cols: np.ndarray | slice
     base32: np.ndarray
     target32: np.ndarray
-    weight: float  # tensor elements per sampled element
+    heavy: int  # how many of `rows` (the first ones) are heavy
+    weights: tuple[float, float]  # tensor elements per sampled element: heavy part, the rest
 
     @classmethod
     def of(cls, base32: np.ndarray, target32: np.ndarray) -> _Sample:
         rows, cols = base32.shape
-        pick_rows = np.unique(
-            np.linspace(0, rows - 1, max(1, min(rows, _SAMPLE // cols))).astype(np.int64)
-        )
         pick_cols = steps.sample_positions(cols, _SAMPLE)
+        width = cols if isinstance(pick_cols, slice) else pick_cols.size
+        budget = max(1, min(rows, _SAMPLE // width))
+        heavy = _heavy_rows(base32, target32, budget)
+        rest = np.setdiff1d(np.arange(rows), heavy, assume_unique=True)
+        spread = rest[np.unique(np.linspace(0, rest.size - 1, min(rest.size, budget)).astype(int))]
+        pick_rows = np.concatenate([heavy, spread]) if rest.size else heavy
         b = base32[pick_rows][:, pick_cols]
         t = target32[pick_rows][:, pick_cols]
-        return cls(pick_rows, pick_cols, b, t, rows * cols / b.size)
+        per_row = cols / width
+        weights = (per_row, per_row * rest.size / max(1, spread.size))
+        return cls(pick_rows, pick_cols, b, t, heavy.size, weights)
+
+    def element_weights(self) -> np.ndarray:
+        """The weight of each sampled element, row-major."""
+        width = self.base32.shape[1]
+        heavy = np.full(self.heavy * width, self.weights[0])
+        return np.concatenate([heavy, np.full(self.base32.size - heavy.size, self.weights[1])])
+
+    def parts(self) -> tuple[tuple[slice, float], ...]:
+        """(rows of the sample, weight) of its heavy part and its rest."""
+        return ((slice(0, self.heavy), self.weights[0]), (slice(self.heavy, None), self.weights[1]))
+
+
+def _heavy_rows(base32: np.ndarray, target32: np.ndarray, limit: int) -> np.ndarray:
+    """The fewest rows holding HEAVY_SHARE of the change, if there are at most `limit` (and
+    under an eighth of the rows); else none."""
+    rows = base32.shape[0]
+    if rows < 8:
+        return np.zeros(0, dtype=np.int64)
+    energy = np.empty(rows)
+    step = max(1, (1 << 20) // base32.shape[1])
+    for start in range(0, rows, step):
+        moved = target32[start : start + step].astype(np.float64) - base32[start : start + step]
+        energy[start : start + step] = np.einsum("ij,ij->i", moved, moved)
+    order = np.argsort(-energy, kind="stable")
+    total = float(energy.sum())
+    if total == 0.0:
+        return np.zeros(0, dtype=np.int64)
+    count = int(np.searchsorted(np.cumsum(energy[order]), HEAVY_SHARE * total)) + 1
+    if count > min(limit, rows // 8):
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(order[:count])
 
 
 @dataclass(frozen=True)
@@ -74,16 +115,18 @@ class Plan:
     zero: bool = False  # every level 0: the released tensor is the base
 
 
-def _cost(symbols: np.ndarray, weight: float, splits: tuple[int, ...]) -> tuple[float, int, int]:
+def _cost(
+    symbols: np.ndarray, weight: np.ndarray, splits: tuple[int, ...]
+) -> tuple[float, int, int]:
     """Estimated bits of coding these zigzagged residuals (scaled to the tensor) with the best
     of the given token splits, and that split and its msb."""
     best = (math.inf, 4, 2)
     for split in splits:
         msb = min(2, split)
-        tokens, _, nraw, _ = entropy.tokenize(symbols, split, msb)
+        tokens, escaped, nraw, _ = entropy.tokenize(symbols, split, msb)
         alphabet = entropy.alphabet_size(split, msb, 32)
-        hist = entropy.histograms(tokens, None, 1, alphabet) * weight
-        bits = entropy.estimate_bits(hist) + float(nraw.sum()) * weight
+        hist = np.bincount(tokens, weights=weight, minlength=alphabet)[None, :alphabet]
+        bits = entropy.estimate_bits(np.rint(hist)) + float((nraw * weight[escaped]).sum())
         if bits < best[0]:
             best = (bits, split, msb)
     return best
@@ -120,7 +163,7 @@ def _sample_cost(
     """Estimated bits of the residuals at this step, and the best token split for them."""
     prediction, flip = predicted.levels(step)
     _, residual = steps.quantize(sample.target32 - sample.base32, step, prediction, rounding)
-    return _cost(lowrank.coded(residual, flip), sample.weight, splits)
+    return _cost(lowrank.coded(residual, flip), sample.element_weights(), splits)
 
 
 def _sample_error(
@@ -128,8 +171,14 @@ def _sample_error(
 ) -> float:
     """The error at this step over the sample, scaled to the tensor."""
     prediction, _ = predicted.levels(step)
-    error = steps.error_of(sample.base32, sample.target32, dtype, step, prediction, rounding)
-    return error * sample.weight
+    total = 0.0
+    for rows, weight in sample.parts():
+        part = None if prediction is None else prediction[rows]
+        error = steps.error_of(
+            sample.base32[rows], sample.target32[rows], dtype, step, part, rounding
+        )
+        total += error * weight if error else 0.0
+    return total
 
 
 def _choose_factors(

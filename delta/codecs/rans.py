@@ -67,12 +67,15 @@ def normalize(counts: np.ndarray) -> np.ndarray:
     return freq
 
 
-def build_tables(tables: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def build_tables(
+    tables: Sequence[np.ndarray], *, slots: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stack normalised tables as the kernels want them.
 
     Returns:
         (freq (T, A) uint32, cumulative start (T, A) uint32, symbol of each slot (T, 2^P)
-        uint16; a table with no symbols has all-zero frequencies and is refused when used).
+        uint16, or (1, 1) zeros when not `slots`, which only the decoder needs; a table with no
+        symbols has all-zero frequencies and is refused when used).
     """
     alphabet = max((t.size for t in tables), default=1) or 1
     freq = np.zeros((max(len(tables), 1), alphabet), dtype=np.uint32)
@@ -80,6 +83,8 @@ def build_tables(tables: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
         freq[row, : table.size] = normalize(table)
     cum = np.zeros_like(freq)
     np.cumsum(freq[:, :-1], axis=1, out=cum[:, 1:])
+    if not slots:
+        return freq, cum, np.zeros((1, 1), dtype=np.uint16)
     symbols = np.zeros((freq.shape[0], TOTAL), dtype=np.uint16)
     for row in range(freq.shape[0]):
         if freq[row].any():
@@ -176,7 +181,7 @@ def encode(tokens: np.ndarray, contexts: np.ndarray | None, tables: Sequence[np.
     """
     tokens = np.ascontiguousarray(tokens, dtype=np.int32)
     ctx = _context_array(contexts, tokens.size)
-    freq, cum, _ = build_tables(tables if contexts is not None else tables[:1])
+    freq, cum, _ = build_tables(tables if contexts is not None else tables[:1], slots=False)
     if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= freq.shape[1]):
         raise ValueError("a token is outside its table")
     if tokens.size and int(ctx.max()) >= freq.shape[0]:
