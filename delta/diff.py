@@ -38,6 +38,9 @@ LOSSLESS_FLOOR = 0.125
 _MODELLED = "diff-ans"
 _MODELLED_MIN_BYTES = 1 << 16
 _MODELLED_ENOUGH = 0.9
+# A codec that can estimate its payload from a sample (diff-ans: within a few percent) is not
+# run when the estimate is this much above the best payload so far.
+_ESTIMATE_MARGIN = 1.1
 
 
 def diff(
@@ -135,6 +138,11 @@ def _encode(
                 and new.nbytes >= _MODELLED_MIN_BYTES
                 and size < _MODELLED_ENOUGH * new.nbytes
             ):
+                continue
+        estimate = getattr(codec, "estimate", None)
+        if best is not None and estimate is not None:
+            guess = estimate(matched, new)
+            if guess is None or guess > _ESTIMATE_MARGIN * len(best[1].payload):
                 continue
         encoded = codec.encode(matched, new, budget)
         if encoded is None or not _within(encoded, budget):

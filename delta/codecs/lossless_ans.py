@@ -263,6 +263,13 @@ _STATUS = {
 def _plan(
     base_words: np.ndarray, target_words: np.ndarray, dtype: str, rows: int
 ) -> tuple[np.ndarray, list[_Config]]:
+    """Row groups and each group's configuration (see `_plan_bits`)."""
+    return _plan_bits(base_words, target_words, dtype, rows)[0]
+
+
+def _plan_bits(
+    base_words: np.ndarray, target_words: np.ndarray, dtype: str, rows: int
+) -> tuple[tuple[np.ndarray, list[_Config]], float]:
     """Row groups and each group's configuration: 1 group, or 2, or 4, as long as each split
     has fewer estimated bits than the one before (a group's tables cost a few hundred bytes,
     so small tensors keep one)."""
@@ -271,7 +278,7 @@ def _plan(
     config, best_bits = _choose(base_words, target_words, dtype, everyone, cols)
     best = (np.zeros(rows, dtype=np.uint8), [config])
     if rows < 8 or target_words.size < 4 * _GROUP_MIN:
-        return best
+        return best, best_bits
     # A row's level: the mean bit length of its differences, from up to 64 columns of it.
     stride = max(1, cols // 64)
     columns = slice(None, None, stride)
@@ -296,7 +303,7 @@ def _plan(
         if bits >= best_bits:
             break  # rows that two groups do not separate, four will not either
         best_bits, best = bits, (label, configs)
-    return best
+    return best, best_bits
 
 
 class DiffAnsCodec:
@@ -306,15 +313,29 @@ class DiffAnsCodec:
     name: ClassVar[str] = "diff-ans"
     lossy: ClassVar[bool] = False
 
-    def encode(self, base: Tensor | None, target: Tensor, budget: Budget) -> Encoded | None:
-        """The exact target; None without a non-empty float base of the same dtype and shape."""
-        if (
+    def estimate(self, base: Tensor | None, target: Tensor) -> float | None:
+        """Payload bytes `encode` is expected to produce, from a sample (None: inapplicable)."""
+        if not self._applies(base, target):
+            return None
+        assert base is not None
+        rows, _cols = _matrix(target.shape)
+        words = np.ascontiguousarray(_words(target))
+        return _plan_bits(np.ascontiguousarray(_words(base)), words, target.dtype, rows)[1] / 8
+
+    @staticmethod
+    def _applies(base: Tensor | None, target: Tensor) -> bool:
+        return not (
             base is None
             or target.dtype not in _LAYOUT
             or (base.dtype, base.shape) != (target.dtype, target.shape)
             or target.numel == 0
-        ):
+        )
+
+    def encode(self, base: Tensor | None, target: Tensor, budget: Budget) -> Encoded | None:
+        """The exact target; None without a non-empty float base of the same dtype and shape."""
+        if not self._applies(base, target):
             return None
+        assert base is not None
         base_words = np.ascontiguousarray(_words(base))
         target_words = np.ascontiguousarray(_words(target))
         rows, cols = _matrix(target.shape)
