@@ -29,7 +29,7 @@ TARGETS = (
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[ModuleType]:
-    """benchmarks/delta.py as a module (it imports `_common` from its own folder)."""
+    """benchmarks/delta.py as a module (it imports `_common` and `_delta_*` from its folder)."""
     sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location("fedota_bench_delta", BENCHMARKS / "delta.py")
     assert spec is not None and spec.loader is not None
@@ -72,6 +72,12 @@ def test_result_is_one_json_object(result: dict[str, Any]) -> None:
     }
     assert result["minilm"] == {"skipped": "--skip-minilm"}
     assert result["targets_measured_on"] == "synthetic.dense_adamw"
+
+
+def test_warmup_runs_before_the_measurements(result: dict[str, Any]) -> None:
+    assert isinstance(result["warmup_s"], float) and result["warmup_s"] > 0
+    keys = list(result)
+    assert keys.index("warmup_s") < keys.index("synthetic")
 
 
 @pytest.mark.parametrize("dataset", ["dense_adamw", "lora_merge", "partial_finetune", "unrelated"])
