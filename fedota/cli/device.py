@@ -1,4 +1,5 @@
-"""`fedota device run|status`: the device daemon and an offline view of its identity.
+"""`fedota device run|status|infer`: the device daemon, an offline view of its identity, and
+calls to the model it serves.
 
 fedota.client is imported only when a subcommand runs; its typed errors are mapped to exit codes
 here, once (`exit_code_for`).
@@ -35,6 +36,8 @@ _T = TypeVar("_T")
 HARDWARE_CLASSES = ("fp32", "int8", "int4", "mcu-int8")
 COORDINATOR_ENV = "FEDOTA_COORDINATOR"
 TOKEN_ENV = "FEDOTA_ENROLL_TOKEN"
+# The same name as fedota.cli._infer_client.SOCKET_ENV, spelled out to keep grpc out of --help.
+INFER_SOCKET_ENV = "FEDOTA_INFERENCE_SOCKET"
 # How long a stopping daemon may take to finish a call in flight before the process exits anyway.
 STOP_GRACE_SECONDS = 0.8
 
@@ -104,6 +107,82 @@ def register(parser: argparse.ArgumentParser) -> None:
     _state_argument(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.set_defaults(handler=_status)
+
+    infer = commands.add_parser(
+        "infer",
+        help="call the model the daemon serves on its local inference API",
+        description="Call the model a running daemon serves on its Unix socket: --state DIR "
+        f"finds it, --socket PATH (or ${INFER_SOCKET_ENV}) names it, --address HOST:PORT picks "
+        "a loopback port instead. Exit codes: 2 a bad request or one the model cannot serve, "
+        "3 daemon unreachable, busy or without a model, 1 the server failed.",
+    )
+    _infer_commands(infer)
+
+
+def _infer_commands(parser: argparse.ArgumentParser) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_mutually_exclusive_group()
+    where.add_argument("--state", type=Path, metavar="DIR", help="the daemon's state directory")
+    where.add_argument("--socket", metavar="PATH", help="the daemon's inference socket")
+    where.add_argument("--address", metavar="HOST:PORT", help="the daemon's loopback port")
+    common.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline of the call (default: 30)",
+    )
+    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    commands = parser.add_subparsers(dest="infer_command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub.set_defaults(handler=_infer)
+        return sub
+
+    predict = command("predict", "classify one feature vector")
+    predict.add_argument("features", nargs="+", type=float, metavar="FEATURE")
+    embed = command("embed", "embed texts into vectors")
+    embed.add_argument("texts", nargs="+", metavar="TEXT")
+    generate = command("generate", "generate text after a prompt, printed as it comes")
+    generate.add_argument("prompt", metavar="PROMPT")
+    generate.add_argument(
+        "--max-new-tokens", type=_positive_int, default=64, metavar="N", help="(default: 64)"
+    )
+    generate.add_argument(
+        "--temperature", type=float, default=0.0, metavar="T", help="0 is greedy (default)"
+    )
+    generate.add_argument("--seed", type=int, metavar="N", help="makes sampling reproducible")
+    generate.add_argument("--stop", metavar="TEXT", help="stop once this text is generated")
+    command("info", "show the model being served and the daemon's memory")
+    submit = command("submit", "store a labelled example for on-device training")
+    submit.add_argument("--label", required=True, help="the example's class or answer")
+    given = submit.add_mutually_exclusive_group(required=True)
+    given.add_argument("--text", help="a text example (desensitised before it is stored)")
+    given.add_argument("--features", nargs="+", type=float, metavar="F", help="a feature vector")
+    feedback = command("feedback", "correct a recent prediction (stores its input)")
+    feedback.add_argument("prediction_id", metavar="PREDICTION_ID", help="from `infer predict`")
+    feedback.add_argument("correct_label", metavar="LABEL", help="the right class name")
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from fedota.cli._infer_client import run
+
+    return run(args)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
 
 
 def _state_argument(parser: argparse.ArgumentParser) -> None:
