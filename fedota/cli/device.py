@@ -118,6 +118,25 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     _infer_commands(infer)
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model file on the local inference API until stopped",
+        description="Serve a fedota checkpoint on the device's Unix socket (the one `fedota "
+        "device infer --state DIR` calls), with examples apps submit kept desensitised in the "
+        "state directory. Stops on SIGTERM/SIGINT after in-flight requests finish. Exit codes: "
+        "2 bad model file or state directory, 3 another server holds the socket.",
+    )
+    from fedota.cli import _serve
+
+    _serve.register(serve)
+    serve.set_defaults(handler=_serve_model)
+
+
+def _serve_model(args: argparse.Namespace) -> int:
+    from fedota.cli import _serve
+
+    return _serve.run(args)
+
 
 def _infer_commands(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
