@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu".
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= dev,postgres
+EXTRAS ?= dev,postgres,bench
 TEST_TIMEOUT ?= 120
 PYTEST_ARGS ?=
 # Written after a complete install; pip runs again only when pyproject.toml is newer.

@@ -22,9 +22,13 @@ from fedota.client.inference.model import Capability, GenerationEngine, ModelInf
 from fedota.delta import PatchError, model_hash
 from fedota.delta import load as load_tensors
 from fedota.ml import digits
+from fedota.ml.architectures import InvalidArchitectureConfig, UnknownArchitecture, build_model
 from fedota.ml.checkpoint import CheckpointError, load_checkpoint
-from fedota.ml.lm.config import ARCHITECTURE as LM_ARCHITECTURE
 from fedota.ml.quant import load_quantized_state, weight_bytes
+
+# `fedota device serve --model builtin:minilm[:int8]`: the packaged sentence encoder.
+BUILTIN_PREFIX = "builtin:"
+MINILM_NAME = "minilm"
 
 
 class ModelLoadError(Exception):
@@ -45,16 +49,13 @@ def load_served_model(path: str | os.PathLike[str]) -> ServedModel:
         raise ModelLoadError(str(error)) from None
     except OSError as error:
         raise ModelLoadError(f"{path}: {error.strerror or error}") from None
-    build = _ARCHITECTURES.get(checkpoint.architecture)
-    if build is None:
-        raise ModelLoadError(
-            f"{path}: architecture {checkpoint.architecture!r} is not one of "
-            f"{', '.join(sorted(_ARCHITECTURES))}"
-        )
     if checkpoint.variant not in ("fp32", "int8", "int4"):
         raise ModelLoadError(f"{path}: variant {checkpoint.variant!r} is not served here")
     try:
-        template = build(checkpoint.config)
+        template = build_model(checkpoint.architecture, checkpoint.config)
+    except (UnknownArchitecture, InvalidArchitectureConfig) as error:
+        raise ModelLoadError(f"{path}: {error}") from None
+    try:
         module = _load_weights(template, checkpoint.tensors, checkpoint.variant)
     except (ValueError, TypeError, RuntimeError, KeyError) as error:
         raise ModelLoadError(f"{path}: weights do not fit the architecture: {error}") from None
@@ -71,20 +72,41 @@ def load_served_model(path: str | os.PathLike[str]) -> ServedModel:
     return _LanguageModel(info, module)
 
 
+def load_builtin_model(spec: str) -> ServedModel:
+    """A model that ships with an installed package: `minilm` or `minilm:int8|int4|fp32`
+    (all-MiniLM-L6-v2 sentence embeddings, from the bench extra).
+
+    Raises:
+        ModelLoadError: an unknown name or variant, or the package is not installed.
+    """
+    from fedota.ml.minilm import MODEL_NAME, MiniLM, ModelUnavailable
+
+    name, _, variant = spec.partition(":")
+    variant = variant or "int8"
+    if name != MINILM_NAME or variant not in ("fp32", "int8", "int4"):
+        raise ModelLoadError(
+            f"{BUILTIN_PREFIX}{spec}: the built-in models are {MINILM_NAME}[:fp32|int8|int4]"
+        )
+    try:
+        model = MiniLM.load()
+    except ModelUnavailable as error:
+        raise ModelLoadError(str(error)) from None
+    if variant != "fp32":
+        model = model.quantized(variant)
+    info = ModelInfo(
+        version=f"{MODEL_NAME}:{variant}",
+        variant=variant,
+        architecture=MINILM_NAME,
+        weight_bytes=model.weight_bytes,
+    )
+    return _Embedder(info, model)
+
+
 def _load_weights(template: nn.Module, tensors: dict[str, torch.Tensor], variant: str) -> nn.Module:
     if variant == "fp32":
         template.load_state_dict(tensors, strict=True)
         return template.eval()
     return load_quantized_state(template, tensors)
-
-
-def _build_lm(config: dict[str, Any]) -> nn.Module:
-    from fedota.ml.lm import ByteLM, LMConfig
-
-    return ByteLM(LMConfig(**config))
-
-
-_ARCHITECTURES = {digits.ARCHITECTURE: digits.build, LM_ARCHITECTURE: _build_lm}
 
 
 def _input_size(architecture: str, config: dict[str, Any]) -> int | None:
@@ -147,4 +169,29 @@ class _LanguageModel:
         self.module = nn.Identity()
 
 
-__all__ = ["ModelLoadError", "load_served_model"]
+@dataclass
+class _Embedder:
+    """A sentence encoder: Embed over texts, unit-length vectors."""
+
+    info: ModelInfo
+    model: Any
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return frozenset({Capability.EMBED})
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors: np.ndarray = self.model.embed(list(texts)).numpy()
+        return vectors
+
+    def new_engine(self) -> GenerationEngine:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.model = None
+
+
+__all__ = ["BUILTIN_PREFIX", "ModelLoadError", "load_builtin_model", "load_served_model"]

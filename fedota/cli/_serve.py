@@ -21,8 +21,13 @@ EXAMPLES_MAX_AGE = timedelta(days=30)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, required=True, metavar="FILE",
-                        help="a fedota checkpoint (.safetensors) to serve")  # fmt: skip
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="FILE",
+        help="a fedota checkpoint (.safetensors) to serve, or builtin:minilm[:fp32|int8|int4] "
+        "for all-MiniLM-L6-v2 sentence embeddings (needs the bench extra)",
+    )
     parser.add_argument(
         "--state",
         type=Path,
@@ -52,10 +57,18 @@ def run(args: argparse.Namespace) -> int:
     """
     from fedota.client.data import Desensitizer, ExampleStore, StoreError
     from fedota.client.inference import InferenceServer, SocketInUse, default_socket_path
-    from fedota.client.inference.loading import ModelLoadError, load_served_model
+    from fedota.client.inference.loading import (
+        BUILTIN_PREFIX,
+        ModelLoadError,
+        load_builtin_model,
+        load_served_model,
+    )
 
     try:
-        model = load_served_model(args.model)
+        if args.model.startswith(BUILTIN_PREFIX):
+            model = load_builtin_model(args.model.removeprefix(BUILTIN_PREFIX))
+        else:
+            model = load_served_model(Path(args.model))
     except ModelLoadError as error:
         raise CliError(f"--model: {error}") from None
     try:

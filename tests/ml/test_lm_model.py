@@ -73,7 +73,10 @@ def test_cached_decode_equals_the_full_forward(
     with torch.inference_mode():
         full = model(tokens[None])[0]
         stepped = _decode_logits(model, tokens, prompt=10, window=window)
-    assert torch.allclose(stepped, full[9:], atol=1e-4, rtol=1e-4)
+    # int8 quantizes each activation row: a last-bit difference upstream (full attention vs
+    # one cached step) can move a value across a rounding boundary, one int8 step of the input.
+    tolerance = 5e-3 if variant == "int8" else 1e-4
+    assert torch.allclose(stepped, full[9:], atol=tolerance, rtol=tolerance)
 
 
 @needs_compiler

@@ -74,8 +74,10 @@ def test_embedding_a_sentence_alone_or_batched_agrees(minilm: MiniLM) -> None:
     small = minilm.quantized("int8")
     together = small.embed(SENTENCES, batch_size=len(SENTENCES))
     alone = torch.cat([small.embed([s]) for s in SENTENCES])
-    # Padding changes only the masked positions; each token's activations are quantized alone.
-    assert torch.nn.functional.cosine_similarity(together, alone).min() > 0.9999
+    # Padding changes only the masked positions and each token's activations are quantized
+    # alone, but a batch and a single row take different int8 kernels (oneDNN vs the row
+    # kernel) whose float scaling can differ in the last bit and flip an activation's rounding.
+    assert torch.nn.functional.cosine_similarity(together, alone).min() > 0.999
 
 
 @needs_model
