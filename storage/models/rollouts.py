@@ -5,7 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fedota.storage.models.base import Base, str_enum
@@ -56,6 +67,12 @@ class Rollout(Base):
     created_by: Mapped[str | None] = mapped_column(ForeignKey("operators.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The cohort while the rollout runs or is paused, NULL once it completed or aborted. Unique
+    # (NULLs never collide), so the database itself keeps one active rollout per cohort, even
+    # when two replicas create rollouts for the same cohort at once.
+    active_cohort_id: Mapped[str | None] = mapped_column(ForeignKey("cohorts.id"), unique=True)
+    # Set when an operator sent the devices this rollout updated back to what they ran before.
+    rolled_back_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     stages: Mapped[list[RolloutStage]] = relationship(
         back_populates="rollout", order_by="RolloutStage.index"
@@ -98,6 +115,10 @@ class DeviceUpdate(Base):
     patch_id: Mapped[str | None] = mapped_column(ForeignKey("patches.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # True once the record tracks the way back to `from_artifact_id` (an operator's rollback).
+    rollback: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # What the device last said it had fetched for the forward update (patch or full target).
+    bytes_received: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 __all__ = ["DeviceUpdate", "Rollout", "RolloutStage", "RolloutState", "StageState", "UpdateState"]
