@@ -19,6 +19,8 @@ class DaemonConfig:
         renew_fraction: share of the certificate lifetime after which the daemon renews.
         reconnect_backoff_max: cap on gRPC's own reconnect backoff, seconds; kept low so a
             coordinator that comes back is seen at the daemon's next retry, not minutes later.
+        download_timeout: deadline of one download stream (a cut one resumes), seconds.
+        update_interval: how often the daemon asks for an update assignment, seconds.
     """
 
     rpc_timeout: float = 10.0
@@ -29,9 +31,18 @@ class DaemonConfig:
     heartbeat_jitter: float = 0.1
     renew_fraction: float = 2 / 3
     reconnect_backoff_max: float = 5.0
+    download_timeout: float = 600.0
+    update_interval: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("rpc_timeout", "connect_timeout", "backoff_base", "heartbeat_interval"):
+        for name in (
+            "rpc_timeout",
+            "connect_timeout",
+            "backoff_base",
+            "heartbeat_interval",
+            "download_timeout",
+            "update_interval",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DaemonConfig.{name} must be positive, got {getattr(self, name)}")
         if self.backoff_cap < self.backoff_base:

@@ -7,7 +7,7 @@ of every failed call is mapped here, in `map_error`, and nowhere else.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -25,7 +25,7 @@ from fedota.client.errors import (
     RequestInvalid,
 )
 from fedota.client.identity import Credentials
-from fedota.protos.v1 import fleet_pb2, fleet_pb2_grpc
+from fedota.protos.v1 import fleet_pb2, fleet_pb2_grpc, updates_pb2, updates_pb2_grpc
 
 _Response = TypeVar("_Response")
 # A coordinator's error message is shown on one log line; a longer one is cut.
@@ -79,6 +79,7 @@ class FleetConnection:
         self._public: grpc.Channel | None = None
         self._device: grpc.Channel | None = None
         self._device_stub: fleet_pb2_grpc.FleetStub | None = None
+        self._updates_stub: updates_pb2_grpc.UpdatesStub | None = None
 
     def enroll(self, request: fleet_pb2.EnrollRequest) -> fleet_pb2.EnrollResponse:
         """Call Fleet.Enroll on the public port (server-authenticated TLS).
@@ -111,6 +112,7 @@ class FleetConnection:
             old = self._device
             self._device = self._open(str(device_endpoint), channel_credentials)
             self._device_stub = fleet_pb2_grpc.FleetStub(self._device)
+            self._updates_stub = updates_pb2_grpc.UpdatesStub(self._device)
         if old is not None:
             old.close()
 
@@ -135,6 +137,43 @@ class FleetConnection:
         rpc = self._device_rpc("RenewCertificate")
         return self._call("RenewCertificate", rpc, request, device_port=True)
 
+    def get_assignment(self, request: updates_pb2.GetAssignmentRequest) -> updates_pb2.Assignment:
+        """Call Updates.GetAssignment on the device port.
+
+        Raises:
+            as `heartbeat`.
+        """
+        rpc = self._device_rpc("GetAssignment", updates=True)
+        return self._call("GetAssignment", rpc, request, device_port=True)
+
+    def report_status(
+        self, request: updates_pb2.ReportStatusRequest
+    ) -> updates_pb2.ReportStatusResponse:
+        """Call Updates.ReportStatus on the device port.
+
+        Raises:
+            as `heartbeat`.
+        """
+        rpc = self._device_rpc("ReportStatus", updates=True)
+        return self._call("ReportStatus", rpc, request, device_port=True)
+
+    def fetch(self, path: str, offset: int) -> Iterator[updates_pb2.FetchChunk]:
+        """Stream Updates.Fetch of a repository file from `offset` (deadline: the download
+        timeout, not the per-call one).
+
+        Raises:
+            as `heartbeat`, while iterating (a missing file is CoordinatorFailed with code
+            NOT_FOUND).
+        """
+        rpc = self._device_rpc("Fetch", updates=True)
+        request = updates_pb2.FetchRequest(path=path, offset=offset)
+        try:
+            yield from rpc(request, timeout=self._config.download_timeout)
+        except grpc.RpcError as exc:
+            raise map_error(exc, "Fetch", device_port=True) from exc
+        except ValueError as exc:
+            raise CoordinatorUnavailable("connection closed", str(exc)) from exc
+
     def close(self) -> None:
         """Close every channel, cancelling calls in flight; later calls fail as unavailable."""
         with self._lock:
@@ -142,6 +181,7 @@ class FleetConnection:
             channels = [c for c in (self._public, self._device) if c is not None]
             self._public = self._device = None
             self._device_stub = None
+            self._updates_stub = None
         for channel in channels:
             channel.close()
 
@@ -160,12 +200,13 @@ class FleetConnection:
         if self._closed:
             raise CoordinatorUnavailable("connection closed", "the daemon is stopping")
 
-    def _device_rpc(self, name: str) -> Callable[..., Any]:
+    def _device_rpc(self, name: str, *, updates: bool = False) -> Callable[..., Any]:
         with self._lock:
             self._check_open()
-            if self._device_stub is None:
+            stub = self._updates_stub if updates else self._device_stub
+            if stub is None:
                 raise RuntimeError("FleetConnection.use_credentials() was not called")
-            return getattr(self._device_stub, name)  # type: ignore[no-any-return]
+            return getattr(stub, name)  # type: ignore[no-any-return]
 
     def _call(
         self, rpc: str, method: Callable[..., _Response], request: Any, *, device_port: bool

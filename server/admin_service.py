@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 
-from fedota.protos.v1 import admin_pb2, device_pb2
+from fedota.protos.v1 import admin_pb2, device_pb2, releases_pb2
 from fedota.server import cohorts, devices, enrollment_tokens
 from fedota.server.auth import OperatorIdentity, authenticate_operator, authorization_header
+from fedota.server.registry import keys, models, releases
 from fedota.server.runtime import Runtime
 from fedota.storage.models import Role
 
@@ -86,3 +89,49 @@ class AdminService:
     ) -> device_pb2.Device:
         who = self._operator(context, Role.OPERATOR, "revoking a device")
         return devices.change_state(self._runtime, who.actor, devices.REVOKE, request)
+
+    # -- the model registry ------------------------------------------------------------------
+
+    def ImportModel(
+        self, requests: Iterator[releases_pb2.ImportModelChunk], context: grpc.ServicerContext
+    ) -> releases_pb2.ModelVersion:
+        who = self._operator(context, Role.OPERATOR, "importing a model")
+        return models.import_model(self._runtime, who.actor, requests)
+
+    def ListModels(
+        self, request: releases_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> releases_pb2.ListModelsResponse:
+        self._operator(context, Role.VIEWER, "listing models")
+        return models.list_models(self._runtime, request)
+
+    def GetModel(
+        self, request: releases_pb2.ModelRef, context: grpc.ServicerContext
+    ) -> releases_pb2.ModelVersion:
+        self._operator(context, Role.VIEWER, "showing a model")
+        return models.get_model(self._runtime, request)
+
+    # -- releases and signing keys ------------------------------------------------------------
+
+    def CreateRelease(
+        self, request: releases_pb2.CreateReleaseRequest, context: grpc.ServicerContext
+    ) -> releases_pb2.Release:
+        who = self._operator(context, Role.OPERATOR, "creating a release")
+        return releases.create_release(self._runtime, who.actor, request)
+
+    def ListReleases(
+        self, request: releases_pb2.ListReleasesRequest, context: grpc.ServicerContext
+    ) -> releases_pb2.ListReleasesResponse:
+        self._operator(context, Role.VIEWER, "listing releases")
+        return releases.list_releases(self._runtime)
+
+    def ListKeys(
+        self, request: releases_pb2.ListKeysRequest, context: grpc.ServicerContext
+    ) -> releases_pb2.ListKeysResponse:
+        self._operator(context, Role.VIEWER, "listing signing keys")
+        return keys.list_keys(self._runtime)
+
+    def RotateKey(
+        self, request: releases_pb2.RotateKeyRequest, context: grpc.ServicerContext
+    ) -> releases_pb2.RotateKeyResponse:
+        who = self._operator(context, Role.ADMIN, "rotating a signing key")
+        return keys.rotate_key(self._runtime, who.actor, request)

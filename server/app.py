@@ -7,6 +7,7 @@ two ports of the same server.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -33,17 +34,29 @@ from fedota.server.pki import (
     load_or_create_ca,
     parse_san,
 )
+from fedota.server.releases import (
+    CoordinatorSecret,
+    CoordinatorSecretError,
+    MetadataStore,
+    SigningKeyError,
+    TufRepositoryError,
+)
 from fedota.server.rpc import add_service
 from fedota.server.runtime import Runtime
+from fedota.server.updates.http import RepositoryHTTPServer
 from fedota.storage import migrate
 from fedota.storage.db import Database, default_url
 from fedota.storage.errors import SchemaOutOfDate
+from fedota.storage.local_blobs import LocalBlobStore
 from fedota.storage.types import utcnow
 
 logger = logging.getLogger("fedota.server")
 
 FLEET_SERVICE = fleet_pb2.DESCRIPTOR.services_by_name["Fleet"]
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["Admin"]
+# Inside the data directory: the content-addressed blobs, and scratch space for uploads/builds.
+BLOBS_DIR = "blobs"
+WORK_DIR = "work"
 
 
 def _open_database(url: str, run_migrations: bool) -> Database:
@@ -91,6 +104,33 @@ def _sans(extra: tuple[str, ...]) -> list[x509.GeneralName]:
         except ValueError as exc:
             raise StartupError(f"server certificate name: {exc}") from exc
     return list(dict.fromkeys(names))
+
+
+def _update_metadata(
+    database: Database, blobs: LocalBlobStore, data_dir: Path, now: dt.datetime
+) -> MetadataStore:
+    """The TUF repository, initialised (a key per role, first metadata) on the first start.
+
+    Raises:
+        StartupError: the signing secret is unusable, or the stored metadata or keys are.
+    """
+    try:
+        store = MetadataStore(database, blobs, CoordinatorSecret.load_or_create(data_dir))
+        store.load_or_initialize(now)
+    except (CoordinatorSecretError, SigningKeyError, TufRepositoryError) as exc:
+        raise StartupError(f"update signing: {exc}") from exc
+    except OSError as exc:
+        raise StartupError(f"update signing: {exc.strerror or exc}") from exc
+    return store
+
+
+def _bind_repository(address: Address) -> RepositoryHTTPServer:
+    try:
+        return RepositoryHTTPServer(address)
+    except OSError:
+        raise StartupError(
+            f"cannot listen on {address}: the address is in use or not available here"
+        ) from None
 
 
 def _bind(server: grpc.Server, address: Address, credentials: grpc.ServerCredentials) -> int:
@@ -151,6 +191,7 @@ class Coordinator:
     ca_certificate_pem: bytes
     limits: Limits
     data_dir: Path
+    repository: RepositoryHTTPServer
 
     @property
     def admin_token_path(self) -> Path:
@@ -199,6 +240,9 @@ class Coordinator:
                 limits.server_certificate_min_remaining,
                 now,
             )
+            blobs = LocalBlobStore(data_dir / BLOBS_DIR)
+            work_dir = data_dir / WORK_DIR
+            work_dir.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise StartupError(
                 f"cannot write to data directory {data_dir}: {exc.strerror or exc}"
@@ -207,6 +251,7 @@ class Coordinator:
             logger.info("created the fleet CA %s in %s", ca.sha256[:16], data_dir)
 
         server = _new_server(limits)
+        repository: RepositoryHTTPServer | None = None
         try:
             # Bound before bootstrap, so a busy port leaves the database as it was.
             pair = [(key_pem, chain_pem)]
@@ -219,17 +264,30 @@ class Coordinator:
                     pair, root_certificates=ca.certificate_pem, require_client_auth=True
                 ),
             )
+            repository = _bind_repository(settings.repository_address())
             try:
                 admin_token = boot.bootstrap(database, data_dir, ca, now)
             except OSError as exc:
                 raise StartupError(
                     f"cannot write to data directory {data_dir}: {exc.strerror or exc}"
                 ) from exc
-            runtime = Runtime(database, ca, limits, settings.advertise_device_port or device_port)
+            tuf = _update_metadata(database, blobs, data_dir, now)
+            runtime = Runtime(
+                database,
+                ca,
+                limits,
+                settings.advertise_device_port or device_port,
+                blobs,
+                work_dir,
+                tuf,
+            )
             health_servicer = _add_services(server, runtime)
+            repository.start(runtime)
             server.start()
         except BaseException:
             server.stop(None)
+            if repository is not None:
+                repository.stop()
             raise
         coordinator = cls(
             server,
@@ -241,13 +299,20 @@ class Coordinator:
             ca.certificate_pem,
             limits,
             data_dir,
+            repository,
         )
-        logger.info("serving: public %s, devices %s", coordinator.public, coordinator.device)
+        logger.info(
+            "serving: public %s, devices %s, update repository http://%s/",
+            coordinator.public,
+            coordinator.device,
+            repository.address,
+        )
         return coordinator
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let running ones finish for up to `grace` seconds (default: the
         limits' shutdown grace), then release the database."""
         self.health.enter_graceful_shutdown()
+        self.repository.stop()
         self.server.stop(self.limits.shutdown_grace_seconds if grace is None else grace).wait()
         self.database.dispose()

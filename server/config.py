@@ -55,6 +55,10 @@ class Limits:
     server_certificate_lifetime: dt.timedelta = dt.timedelta(days=365)
     server_certificate_min_remaining: dt.timedelta = dt.timedelta(days=7)
 
+    # Models and updates.
+    max_model_bytes: int = 2 * 1024 * MIB
+    fetch_chunk_bytes: int = MIB
+
     # API tokens: last_used_at is bookkeeping, written at most this often per token.
     api_token_touch_interval: dt.timedelta = dt.timedelta(seconds=60)
 
@@ -68,6 +72,8 @@ class Limits:
             "max_token_uses": self.max_token_uses,
             "default_page_size": self.default_page_size,
             "max_page_size": self.max_page_size,
+            "max_model_bytes": self.max_model_bytes,
+            "fetch_chunk_bytes": self.fetch_chunk_bytes,
         }
         for name, value in positive_ints.items():
             if value <= 0:
@@ -134,11 +140,20 @@ class Settings:
     db_url: str | None = None
     listen: Address = DEFAULT_PUBLIC
     device_listen: Address | None = None
+    # The read-only HTTP update repository (TUF layout); None: public port + 2 (or a free one).
+    repository_listen: Address | None = None
     advertise_device_port: int | None = None
     # Extra subject alternative names (IP addresses or DNS names) for the server certificate.
     sans: tuple[str, ...] = ()
     migrate: bool = True
     limits: Limits = field(default_factory=Limits)
+
+    def repository_address(self) -> Address:
+        """The HTTP repository port to bind, resolving the default."""
+        if self.repository_listen is not None:
+            return self.repository_listen
+        port = self.listen.port + 2 if self.listen.port else 0
+        return self.listen.with_port(port)
 
     def device_address(self) -> Address:
         """The device port to bind, resolving the default."""

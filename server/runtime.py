@@ -1,15 +1,18 @@
-"""What every service call needs: the database, the CA, the limits, the advertised device port."""
+"""What every service call needs: the database, the CA, the limits, the blob store, the ports."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 
 from fedota.server.config import Limits
 from fedota.server.pki import FleetCA, PublicKey, issue_device_certificate
+from fedota.server.releases import MetadataStore
+from fedota.storage.blobs import BlobStore
 from fedota.storage.db import Database
 from fedota.storage.types import utcnow
 
@@ -22,6 +25,12 @@ class Runtime:
     ca: FleetCA
     limits: Limits
     device_port: int
+    # Weights, patches and signed metadata, by SHA-256.
+    blobs: BlobStore
+    # Scratch space for uploads and builds (inside the data directory, same file system).
+    work_dir: Path
+    # The signed TUF update metadata (keys sealed at rest).
+    tuf: MetadataStore
     clock: Callable[[], dt.datetime] = field(default=utcnow)
 
     def issue_certificate(

@@ -13,7 +13,7 @@ import os
 # loads; the CLI reports failures itself, in one line. An explicit GRPC_VERBOSITY still wins.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -161,15 +161,47 @@ class AdminClient:
         self._stub = admin_pb2_grpc.AdminStub(self._channel)
         self._metadata = (("authorization", f"Bearer {settings.token}"),)
 
-    def call(self, method: str, request: Message, returns: type[Response]) -> Response:
-        """Call Admin.<method> with the token and deadline.
+    def call(
+        self,
+        method: str,
+        request: Message,
+        returns: type[Response],
+        *,
+        timeout: float | None = None,
+    ) -> Response:
+        """Call Admin.<method> with the token and deadline (`timeout` overrides the setting for
+        calls that do long work, such as building a release).
 
         Raises:
             CliError: the call failed; its exit code follows the gRPC status (_grpc_errors).
         """
         rpc = getattr(self._stub, method)
         try:
-            response = rpc(request, timeout=self.settings.timeout, metadata=self._metadata)
+            response = rpc(
+                request, timeout=timeout or self.settings.timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as exc:
+            raise cli_error(exc, str(self.settings.endpoint)) from None
+        if not isinstance(response, returns):
+            raise TypeError(f"Admin.{method} returned {type(response).__name__}")
+        return response
+
+    def call_stream(
+        self,
+        method: str,
+        requests: Iterator[Message],
+        returns: type[Response],
+        *,
+        timeout: float,
+    ) -> Response:
+        """Call a client-streaming Admin.<method> (e.g. an upload) with its own deadline.
+
+        Raises:
+            CliError: as `call`.
+        """
+        rpc = getattr(self._stub, method)
+        try:
+            response = rpc(requests, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise cli_error(exc, str(self.settings.endpoint)) from None
         if not isinstance(response, returns):

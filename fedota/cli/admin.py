@@ -8,43 +8,41 @@ are the same. Tables by default; `--json` prints exactly one JSON document.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-from collections.abc import Callable
-from typing import Any
 
 from fedota.cli import _admin_views as views
-from fedota.cli._admin_client import (
-    ENV_CA_CERT,
-    ENV_COORDINATOR,
-    ENV_TOKEN,
-    AdminClient,
-    AdminSettings,
+from fedota.cli._admin_base import (
+    Command,
+    command,
+    connection_options,
+    group,
+    now,
+    positive_int,
 )
+from fedota.cli._admin_client import AdminClient
 from fedota.cli.durations import parse_duration
 from fedota.cli.errors import EXIT_FAILURE, CliError
 from fedota.cli.output import print_fields, print_json, print_line, print_table
 from fedota.protos.v1 import admin_pb2, device_pb2
 
-Command = Callable[[argparse.Namespace, AdminClient], None]
 # Devices asked for per ListDevices call; `devices list` follows page tokens to the end.
 PAGE_SIZE = 500
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the `admin` command tree to `parser` (the `fedota admin` parser)."""
-    _connection_options(parser, suppress=False)
+    connection_options(parser, suppress=False)
     groups = parser.add_subparsers(dest="admin_group", metavar="COMMAND", required=True)
 
-    cohorts = _group(
+    cohorts = group(
         groups, "cohorts", "group devices into cohorts (rollouts and training target them)"
     )
-    create = _command(cohorts, "create", "create a cohort", _cohorts_create)
+    create = command(cohorts, "create", "create a cohort", _cohorts_create)
     create.add_argument("name", metavar="NAME", help="lower-case letters, digits and '-'")
     create.add_argument("--description", default="", help="free text shown in listings")
-    _command(cohorts, "list", "list cohorts and their device counts", _cohorts_list)
+    command(cohorts, "list", "list cohorts and their device counts", _cohorts_list)
 
-    tokens = _group(groups, "tokens", "mint, list and revoke enrollment tokens")
-    create = _command(tokens, "create", "mint an enrollment token (shown once)", _tokens_create)
+    tokens = group(groups, "tokens", "mint, list and revoke enrollment tokens")
+    create = command(tokens, "create", "mint an enrollment token (shown once)", _tokens_create)
     create.add_argument("--cohort", default="", help="cohort the devices join (default: default)")
     create.add_argument(
         "--expires",
@@ -55,7 +53,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     create.add_argument(
         "--uses",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="enrollments allowed (default: 1)",
@@ -72,86 +70,27 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="label every device enrolled with this token (repeatable)",
     )
-    listing = _command(
+    listing = command(
         tokens, "list", "list enrollment tokens (active ones by default)", _tokens_list
     )
     listing.add_argument("--all", action="store_true", help="include expired, used-up and revoked")
-    revoke = _command(tokens, "revoke", "revoke an enrollment token", _tokens_revoke)
+    revoke = command(tokens, "revoke", "revoke an enrollment token", _tokens_revoke)
     revoke.add_argument("id", metavar="ID", help="token id (from `tokens list`)")
 
-    devices = _group(groups, "devices", "list, inspect, admit and cut off devices")
-    listing = _command(devices, "list", "list devices (every page)", _devices_list)
+    devices = group(groups, "devices", "list, inspect, admit and cut off devices")
+    listing = command(devices, "list", "list devices (every page)", _devices_list)
     listing.add_argument("--state", choices=views.DEVICE_STATES, help="only devices in this state")
     listing.add_argument("--cohort", default="", help="only devices in this cohort")
-    show = _command(devices, "show", "show one device, its certificate and hardware", _devices_show)
+    show = command(devices, "show", "show one device, its certificate and hardware", _devices_show)
     show.add_argument("id", metavar="ID", help="device id")
     for verb, method, help_text in (
         ("accept", "AcceptDevice", "admit a pending device"),
         ("reject", "RejectDevice", "refuse a pending device"),
         ("revoke", "RevokeDevice", "cut off an accepted device (refused on every call after)"),
     ):
-        change = _command(devices, verb, help_text, _state_change(method))
+        change = command(devices, verb, help_text, _state_change(method))
         change.add_argument("id", metavar="ID", help="device id")
         change.add_argument("--reason", default="", help="recorded in the audit log")
-
-
-def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    # On `admin` itself with real defaults; on each command with SUPPRESS, so a flag given after
-    # the command fills the same attribute and one not given there leaves the earlier value alone.
-    default = argparse.SUPPRESS if suppress else None
-    group = parser.add_argument_group("connection")
-    group.add_argument(
-        "--coordinator",
-        metavar="HOST:PORT",
-        default=default,
-        help=f"the coordinator's public address (default: ${ENV_COORDINATOR})",
-    )
-    group.add_argument(
-        "--token",
-        default=default,
-        help=f"operator API token, fdta1.… (default: ${ENV_TOKEN}; prefer it: flags show in ps)",
-    )
-    group.add_argument(
-        "--ca-cert",
-        metavar="FILE",
-        default=default,
-        help=f"fleet CA certificate, PEM (default: ${ENV_CA_CERT}; else the CA the token pins)",
-    )
-    group.add_argument(
-        "--timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        default=default,
-        help="deadline of each call (default: 10)",
-    )
-
-
-def _group(groups: Any, name: str, help_text: str) -> Any:
-    parser = groups.add_parser(name, help=help_text, description=help_text)
-    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
-
-
-def _command(commands: Any, name: str, help_text: str, run: Command) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        name, help=help_text, description=help_text
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    _connection_options(parser, suppress=True)
-    parser.set_defaults(handler=lambda args: _run(run, args))
-    return parser
-
-
-def _run(command: Command, args: argparse.Namespace) -> int:
-    settings = AdminSettings.resolve(
-        coordinator=args.coordinator, token=args.token, ca_cert=args.ca_cert, timeout=args.timeout
-    )
-    with AdminClient(settings) as client:
-        command(args, client)
-    return 0
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _cohorts_create(args: argparse.Namespace, client: AdminClient) -> None:
@@ -170,8 +109,8 @@ def _cohorts_list(args: argparse.Namespace, client: AdminClient) -> None:
     if args.json:
         print_json([views.cohort_json(c) for c in response.cohorts])
         return
-    now = _now()
-    rows = [views.cohort_row(c, now) for c in response.cohorts]
+    moment = now()
+    rows = [views.cohort_row(c, moment) for c in response.cohorts]
     print_table(views.COHORT_COLUMNS, rows, empty="no cohorts")
 
 
@@ -194,7 +133,7 @@ def _tokens_create(args: argparse.Namespace, client: AdminClient) -> None:
     print_line("")
     print_line(
         f"id {info.id}, cohort {info.cohort or 'default'}, {info.max_uses} use(s), "
-        f"expires {views.when(views.timestamp(info, 'expires_at'), _now())}"
+        f"expires {views.when(views.timestamp(info, 'expires_at'), now())}"
         + (", devices are accepted automatically" if info.auto_accept else "")
     )
     print_line(
@@ -209,8 +148,8 @@ def _tokens_list(args: argparse.Namespace, client: AdminClient) -> None:
     if args.json:
         print_json([views.token_json(t) for t in response.tokens])
         return
-    now = _now()
-    rows = [views.token_row(t, now) for t in response.tokens]
+    moment = now()
+    rows = [views.token_row(t, moment) for t in response.tokens]
     print_table(views.TOKEN_COLUMNS, rows, empty="no enrollment tokens")
 
 
@@ -229,9 +168,9 @@ def _devices_list(args: argparse.Namespace, client: AdminClient) -> None:
     if args.json:
         print_json([views.device_json(d) for d in devices])
         return
-    now = _now()
+    moment = now()
     print_table(
-        views.DEVICE_COLUMNS, [views.device_row(d, now) for d in devices], empty="no devices"
+        views.DEVICE_COLUMNS, [views.device_row(d, moment) for d in devices], empty="no devices"
     )
 
 
@@ -258,7 +197,7 @@ def _devices_show(args: argparse.Namespace, client: AdminClient) -> None:
     if args.json:
         print_json(views.device_json(device, hardware=True))
     else:
-        print_fields(views.device_fields(device, _now()))
+        print_fields(views.device_fields(device, now()))
 
 
 def _state_change(method: str) -> Command:
@@ -287,19 +226,3 @@ def _labels(pairs: list[tuple[str, str]]) -> dict[str, str]:
             raise CliError(f"label {key!r} given twice with different values")
         labels[key] = value
     return labels
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value

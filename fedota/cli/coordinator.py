@@ -64,6 +64,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="device (mTLS) address (default: the public host, public port + 1)",
     )
     serve.add_argument(
+        "--repository-listen",
+        metavar="HOST:PORT",
+        help="read-only HTTP update repository, TUF layout (default: the public host, public "
+        "port + 2)",
+    )
+    serve.add_argument(
         "--advertise-device-port",
         metavar="N",
         type=_port,
@@ -120,6 +126,9 @@ def _settings(args: argparse.Namespace) -> Any:
     try:
         listen = Address.parse(args.listen)
         device_listen = Address.parse(args.device_listen) if args.device_listen else None
+        repository_listen = (
+            Address.parse(args.repository_listen) if args.repository_listen else None
+        )
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     try:
@@ -134,6 +143,7 @@ def _settings(args: argparse.Namespace) -> Any:
         db_url=args.db,
         listen=listen,
         device_listen=device_listen,
+        repository_listen=repository_listen,
         advertise_device_port=args.advertise_device_port,
         sans=tuple(args.san),
         migrate=not args.no_migrate,
@@ -163,7 +173,10 @@ def _serve(args: argparse.Namespace) -> int:
                 "Created operator 'admin'. Its API token is shown once here and stored in "
                 f"{coordinator.admin_token_path} (0600):\n{coordinator.admin_token}"
             )
-        print(f"coordinator ready: public {coordinator.public}, devices {coordinator.device}")
+        print(
+            f"coordinator ready: public {coordinator.public}, devices {coordinator.device}, "
+            f"update repository http://{coordinator.repository.address}/"
+        )
         sys.stdout.flush()
         try:
             stop.wait()

@@ -5,6 +5,7 @@ import warnings
 
 from fedota.protos.v1 import admin_pb2 as fedota_dot_v1_dot_admin__pb2
 from fedota.protos.v1 import device_pb2 as fedota_dot_v1_dot_device__pb2
+from fedota.protos.v1 import releases_pb2 as fedota_dot_v1_dot_releases__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -85,6 +86,41 @@ class AdminStub:
                 request_serializer=fedota_dot_v1_dot_admin__pb2.DeviceStateChange.SerializeToString,
                 response_deserializer=fedota_dot_v1_dot_device__pb2.Device.FromString,
                 _registered_method=True)
+        self.ImportModel = channel.stream_unary(
+                '/fedota.v1.Admin/ImportModel',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.ImportModelChunk.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.ModelVersion.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/fedota.v1.Admin/ListModels',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/fedota.v1.Admin/GetModel',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.ModelRef.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.ModelVersion.FromString,
+                _registered_method=True)
+        self.CreateRelease = channel.unary_unary(
+                '/fedota.v1.Admin/CreateRelease',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.CreateReleaseRequest.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.Release.FromString,
+                _registered_method=True)
+        self.ListReleases = channel.unary_unary(
+                '/fedota.v1.Admin/ListReleases',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.ListReleasesRequest.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.ListReleasesResponse.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/fedota.v1.Admin/ListKeys',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.RotateKey = channel.unary_unary(
+                '/fedota.v1.Admin/RotateKey',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.RotateKeyRequest.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.RotateKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -150,6 +186,51 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportModel(self, request_iterator, context):
+        """A safetensors checkpoint (with fedota's architecture metadata) becomes a model version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRelease(self, request, context):
+        """Builds every variant's artifact and signs them into the TUF targets metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReleases(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateKey(self, request, context):
+        """A new key for a role, published in a new root signed by the old and the new root keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +283,41 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RevokeDevice,
                     request_deserializer=fedota_dot_v1_dot_admin__pb2.DeviceStateChange.FromString,
                     response_serializer=fedota_dot_v1_dot_device__pb2.Device.SerializeToString,
+            ),
+            'ImportModel': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportModel,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.ImportModelChunk.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.ModelVersion.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.ListModelsRequest.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.ModelRef.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.ModelVersion.SerializeToString,
+            ),
+            'CreateRelease': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRelease,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.CreateReleaseRequest.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.Release.SerializeToString,
+            ),
+            'ListReleases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReleases,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.ListReleasesRequest.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.ListReleasesResponse.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.ListKeysRequest.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'RotateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKey,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.RotateKeyRequest.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.RotateKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -474,6 +590,195 @@ class Admin:
             '/fedota.v1.Admin/RevokeDevice',
             fedota_dot_v1_dot_admin__pb2.DeviceStateChange.SerializeToString,
             fedota_dot_v1_dot_device__pb2.Device.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportModel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/fedota.v1.Admin/ImportModel',
+            fedota_dot_v1_dot_releases__pb2.ImportModelChunk.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/ListModels',
+            fedota_dot_v1_dot_releases__pb2.ListModelsRequest.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/GetModel',
+            fedota_dot_v1_dot_releases__pb2.ModelRef.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRelease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/CreateRelease',
+            fedota_dot_v1_dot_releases__pb2.CreateReleaseRequest.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.Release.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReleases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/ListReleases',
+            fedota_dot_v1_dot_releases__pb2.ListReleasesRequest.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.ListReleasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/ListKeys',
+            fedota_dot_v1_dot_releases__pb2.ListKeysRequest.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/RotateKey',
+            fedota_dot_v1_dot_releases__pb2.RotateKeyRequest.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.RotateKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

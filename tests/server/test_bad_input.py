@@ -26,6 +26,7 @@ from coordinator_support import (
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from registry_bad_input import REGISTRY_CASES
 
 from fedota.protos.v1 import admin_pb2, device_pb2, fleet_pb2
 from fedota.server import Coordinator
@@ -482,8 +483,14 @@ for _verb in ("AcceptDevice", "RejectDevice", "RevokeDevice"):
     ]
 
 
+CASES += REGISTRY_CASES
+
+
+def _serialized(payload: Any) -> bytes:
+    return payload if isinstance(payload, bytes) else payload.SerializeToString()
+
+
 def _invoke(w: World, service: str, method: str, payload: Any) -> None:
-    body = payload if isinstance(payload, bytes) else payload.SerializeToString()
     path = f"/fedota.v1.{service}/{method}"
     if service == "Fleet" and method not in PUBLIC_FLEET:
         channel_context = device_channel(w.coordinator, w.accepted.key, w.accepted.certificate_pem)
@@ -493,7 +500,11 @@ def _invoke(w: World, service: str, method: str, payload: Any) -> None:
         assert w.coordinator.admin_token is not None
         metadata = [("authorization", f"Bearer {w.coordinator.admin_token}")]
     with channel_context as channel:
-        channel.unary_unary(path)(body, metadata=metadata, timeout=TIMEOUT)
+        if isinstance(payload, list):  # a client stream
+            requests = iter([_serialized(p) for p in payload])
+            channel.stream_unary(path)(requests, metadata=metadata, timeout=TIMEOUT)
+        else:
+            channel.unary_unary(path)(_serialized(payload), metadata=metadata, timeout=TIMEOUT)
 
 
 def _case_id(case: Case) -> str:

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-READY = re.compile(r"^coordinator ready: public 127\.0\.0\.1:(\d+), devices 127\.0\.0\.1:(\d+)$")
+READY = re.compile(
+    r"^coordinator ready: public 127\.0\.0\.1:(\d+), devices 127\.0\.0\.1:(\d+), "
+    r"update repository http://127\.0\.0\.1:(\d+)/$"
+)
 START_DEADLINE = 60.0
 STOP_DEADLINE = 20.0
 

@@ -44,7 +44,7 @@ def test_a_restart_keeps_the_ca_server_certificate_and_admin(
     assert snapshot(database) == rows
 
 
-@pytest.mark.parametrize("which", ["listen", "device_listen"])
+@pytest.mark.parametrize("which", ["listen", "device_listen", "repository_listen"])
 def test_a_port_in_use_is_refused_before_the_database_changes(
     tmp_path: Path, db_url: str, database: Database, which: str
 ) -> None:

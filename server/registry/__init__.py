@@ -1,0 +1,1 @@
+"""The model registry: imported and trained versions, release artifacts and cached patches."""
