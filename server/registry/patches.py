@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from fedota.delta import diff
 from fedota.delta import load as load_tensors
 from fedota.delta.codecs import by_id
+from fedota.server.registry.blob_files import blob_to_file
 from fedota.server.runtime import Runtime
 from fedota.storage.blobs import BlobStore
 from fedota.storage.models import ModelArtifact, Patch, Variant
@@ -90,8 +91,8 @@ def _compute(
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="patch-") as scratch:
         base_path = Path(scratch) / "base.safetensors"
         target_path = Path(scratch) / "target.safetensors"
-        _copy_blob(blobs, base_key, base_path)
-        _copy_blob(blobs, target_key, target_path)
+        blob_to_file(blobs, base_key, base_path)
+        blob_to_file(blobs, target_key, target_path)
         patch = diff(load_tensors(base_path), load_tensors(target_path))
     data = patch.to_bytes()
     codecs = Counter(_codec_name(e.codec_id) for e in patch.entries if e.has_payload)
@@ -101,12 +102,6 @@ def _compute(
 def _codec_name(codec_id: int) -> str:
     known = by_id(codec_id)
     return known.name if known is not None else f"codec-{codec_id}"
-
-
-def _copy_blob(blobs: BlobStore, key: str, path: Path) -> None:
-    with path.open("wb") as handle:
-        for chunk in blobs.open_range(key):
-            handle.write(chunk)
 
 
 __all__ = ["PatchUnavailable", "patch_between", "worth_shipping"]

@@ -24,10 +24,10 @@ from fedota.protos.v1 import releases_pb2
 from fedota.server import audit, validation
 from fedota.server.convert import timestamp
 from fedota.server.errors import FailedPrecondition, InvalidArgument
+from fedota.server.registry.blob_files import blob_to_file
 from fedota.server.registry.refs import find_version, format_ref
 from fedota.server.releases import TARGETS, Publication, artifact_target
 from fedota.server.runtime import Runtime
-from fedota.storage.blobs import BlobStore
 from fedota.storage.models import ModelArtifact, ModelVersion, Release, ReleaseState, Variant
 from fedota.storage.types import new_id
 from fedota.update_targets import artifact_path
@@ -185,7 +185,7 @@ def _build(runtime: Runtime, source_blob: str, variants: Sequence[str]) -> list[
         return []
     with tempfile.TemporaryDirectory(dir=runtime.work_dir, prefix="release-") as scratch:
         source = Path(scratch) / "fp32.safetensors"
-        _copy_blob(runtime.blobs, source_blob, source)
+        blob_to_file(runtime.blobs, source_blob, source)
         checkpoint = load_checkpoint(source)
         built = []
         for variant in variants:
@@ -209,12 +209,6 @@ def _content_hash(path: Path, variant: str) -> str:
 def _targets_version(publication: Publication) -> int | None:
     versions = [md.version for md in publication.metadata if md.role == TARGETS]
     return versions[-1] if versions else None
-
-
-def _copy_blob(blobs: BlobStore, key: str, path: Path) -> None:
-    with path.open("wb") as handle:
-        for chunk in blobs.open_range(key):
-            handle.write(chunk)
 
 
 __all__ = ["create_release", "list_releases", "release_message"]
