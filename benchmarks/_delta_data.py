@@ -291,9 +291,10 @@ def synthetic_datasets(plan: Plan) -> dict[str, tuple[str, Model, Model]]:
 
 
 def tiny_pair() -> tuple[Model, Model]:
-    """A one-layer, width-16 encoder (small tensors only) and 3 AdamW steps of it (fixed seed):
-    enough for every mode's diff and apply to load the library's compiled code."""
+    """A one-layer, width-128 encoder and 3 AdamW steps of it (fixed seed): enough for every
+    mode's diff and apply to load the library's compiled code, the low-rank path included
+    (its 128 x 128 matrices are the smallest that get factors)."""
     rng = np.random.default_rng(0)
-    plan = Plan(vocab=64, hidden=16, layers=1, positions=16)
+    plan = Plan(vocab=64, hidden=128, layers=1, positions=16)
     base = pretrained_like(bert_shapes(plan), rng)
     return base, adamw_finetune(base, rng, 3, lr=plan.lr)

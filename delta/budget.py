@@ -15,9 +15,9 @@ For the orchestrator:
   callers that want a plain step).
 
 For the codecs, the quantizer and the reconstruction both run in plain IEEE float32 operations
-in a fixed order, one correctly rounded operation at a time (numpy never fuses them into an FMA
-and no reduction is involved), so every machine reproduces a released tensor bit for bit:
-    q = p + deadzone_round(delta / step - p)        (p: the integer prediction, 0 if none)
+in a fixed order, one correctly rounded operation at a time (no FMA, no reduction involved), so
+every machine reproduces a released tensor bit for bit:
+    q = p + deadzone_round(delta * (1 / step) - p)  (p: the integer prediction, 0 if none)
     v = 64 * q - sign(q - p) * offset               (integer; offset in 1/64 of a step)
     released = base                                 where v == 0
              = dtype(base + float32(v) * (step / 64)) elsewhere
@@ -25,7 +25,8 @@ and no reduction is involved), so every machine reproduces a released tensor bit
 |v| < 2^24, so the only roundings are the product, the sum and the cast to the dtype.
 Subnormal inputs and releases that would produce a subnormal float32 are refused: a process
 with flush-to-zero set (some native libraries set it) would compute them differently; with
-normal operands and results, every step above is the same on every IEEE machine.
+normal operands and results, every step above is the same on every IEEE machine. The loops
+are compiled (`codecs/_quant_kernels.py`); `measure` is their entry point here.
 """
 
 from __future__ import annotations
@@ -36,17 +37,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedota.delta.codecs import _quant_kernels as kernels
+from fedota.delta.codecs._quant_kernels import MAX_LEVEL, OFFSET_UNIT
 from fedota.delta.tensor import Tensor, from_float32
 
-# Reconstruction offsets are in units of step / OFFSET_UNIT.
-OFFSET_UNIT = 64
-# |q| stays below this so 64 * q + offset is exact in float32 (2^24).
-MAX_LEVEL = 1 << 17
-_SMALLEST_NORMAL = np.float32(2.0**-126)
 _SMALLEST_STEP = 2.0**-100  # step / 64 stays a normal float32
 _LOSSY_DTYPES = ("F32", "F16", "BF16")
 _SAMPLE = 1 << 16  # elements per tensor the searches look at
-_CHUNK = 1 << 16  # elements per pass of the chunked error kernel (stays in cache)
+# Elements per tensor the global step's search looks at: its estimate sums over every tensor,
+# and a pass over the whole model checks it at the end.
+_GLOBAL_SAMPLE = 1 << 12
+# The step searches stop once the largest step within budget is bracketed this tightly
+# (0.2% of the step is 0.003 bits per weight).
+TOLERANCE = 1.002
 
 
 @dataclass(frozen=True)
@@ -69,159 +72,84 @@ class Rounding:
 PLAIN = Rounding()
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """The low-rank prediction over some elements: the factors' exact product (lowrank.product)
+    and the ratio that turns it into steps (lowrank.ratio)."""
+
+    product: np.ndarray
+    ratio: float
+
+
+def float32_view(tensor: Tensor) -> np.ndarray:
+    """The values as float32, without a copy for F32 (never write to it)."""
+    if tensor.dtype == "F32":
+        return tensor.data
+    return tensor.to_float32()
+
+
 def lossy_applicable(base: Tensor | None, target: Tensor) -> bool:
     """Whether the lossy codecs can carry this tensor at all (not whether a budget is met)."""
     if base is None or target.dtype not in _LOSSY_DTYPES or target.numel == 0:
         return False
     if (base.dtype, base.shape) != (target.dtype, target.shape):
         return False
-    return _normal_or_zero(base.to_float32()) and _normal_or_zero(target.to_float32())
-
-
-def _normal_or_zero(values: np.ndarray) -> bool:
-    magnitude = np.abs(values)
-    return bool(
-        np.all(np.isfinite(values)) and not np.any((magnitude > 0) & (magnitude < _SMALLEST_NORMAL))
-    )
-
-
-def portable(values32: np.ndarray) -> bool:
-    """No nonzero float32 value below the smallest normal (see the module docstring)."""
-    magnitude = np.abs(values32)
-    return not bool(np.any((magnitude < _SMALLEST_NORMAL) & (magnitude > 0)))
+    return kernels.scan(float32_view(base), float32_view(target), target.numel, np.empty(1))
 
 
 def valid_step(step: float) -> bool:
     """A step the codecs accept: a normal float32 of at least 2^-100."""
-    return math.isfinite(step) and float(np.float32(step)) >= _SMALLEST_STEP and step < 2.0**100
+    # The range test first: a float32 conversion of a huge step overflows (and warns, slowly).
+    return _SMALLEST_STEP <= step < 2.0**100 and float(np.float32(step)) >= _SMALLEST_STEP
 
 
-def quantize(
-    delta: np.ndarray, step: float, prediction: np.ndarray | None, rounding: Rounding
-) -> tuple[np.ndarray, np.ndarray]:
-    """Levels q and residuals q - p (int32) of float32 deltas at `step`.
-
-    Args:
-        delta: target - base in float32 (any shape).
-        step: the quantization step (used as float32).
-        prediction: the integer prediction p (int32, same shape), or None for 0.
-        rounding: the deadzone (offset does not affect quantizing).
-    """
-    scaled = delta / np.float32(step)
-    if prediction is not None:
-        scaled = scaled - prediction.astype(np.float32)
-    # Out-of-range levels stay out of range (callers refuse |q| >= MAX_LEVEL) instead of
-    # wrapping in the cast to int32; inf (a step far below the delta) clips too.
-    np.clip(scaled, -4.0 * MAX_LEVEL, 4.0 * MAX_LEVEL, out=scaled)
-    if rounding.deadzone:
-        shrunk = np.maximum(np.abs(scaled) - np.float32(rounding.deadzone), 0)
-        residual = (np.copysign(np.rint(shrunk), scaled)).astype(np.int32)
-    else:
-        residual = np.rint(scaled).astype(np.int32)
-    levels = residual if prediction is None else residual + prediction
-    return levels, residual
-
-
-def release_float32(
-    base32: np.ndarray, levels: np.ndarray, residual: np.ndarray, step: float, offset: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The released values in float32 before the cast to the dtype, and where v == 0."""
-    scaled = levels.astype(np.int32)  # a copy: the in-place steps below never touch `levels`
-    scaled *= OFFSET_UNIT
-    if offset:
-        scaled -= np.sign(residual).astype(np.int32) * np.int32(offset)
-    keep = scaled == 0
-    values = scaled.astype(np.float32)
-    values *= np.float32(step) / np.float32(OFFSET_UNIT)  # exact: a power-of-two scale
-    values += base32
-    return values, keep
-
-
-def release(
-    base: Tensor, levels: np.ndarray, residual: np.ndarray, step: float, offset: int
-) -> np.ndarray:
-    """The released tensor's storage words (see the module docstring for the formula)."""
-    values, keep = release_float32(
-        base.to_float32(), levels.reshape(-1), residual.reshape(-1), step, offset
-    )
-    return finish_release(base, values, keep)
-
-
-def finish_release(base: Tensor, values32: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Storage words from `release_float32`'s values: cast to the dtype, the base's own word
-    where the level is 0. Reuses `values32` for F32."""
-    words = values32 if base.dtype == "F32" else from_float32(base.dtype, values32)
-    np.copyto(words, base.data, where=keep)
-    return words
-
-
-def squared_error(
-    released32: np.ndarray, target32: np.ndarray, dtype: str, weights: np.ndarray | None = None
-) -> float:
-    """||dtype(released32) - target32||^2 in float64 (the cast to the dtype included),
-    optionally weighted per element."""
-    if dtype != "F32":
-        released32 = Tensor(dtype, (released32.size,), from_float32(dtype, released32)).to_float32()
-    diff = released32.reshape(-1).astype(np.float64) - target32.reshape(-1)
-    # einsum, not np.dot: no BLAS call, whose threads stall on a busy machine.
-    return float(np.einsum("i,i->", diff if weights is None else diff * weights, diff))
-
-
-def error_of(
+def measure(
     base32: np.ndarray,
     target32: np.ndarray,
     dtype: str,
     step: float,
-    prediction: np.ndarray | None = None,
+    *,
+    cols: int | None = None,
     rounding: Rounding = PLAIN,
+    prediction: Prediction | None = None,
+    row_weight: np.ndarray | None = None,
+    energy: np.ndarray | None = None,
 ) -> float:
-    """Error of quantizing target - base at `step` (infinite for an invalid or too small step).
-
-    Exact, for samples and single tensors; `error_at_step` has a faster path for plain rounding.
-    """
+    """The error (squared L2 after the release to `dtype`, each row weighted by `row_weight`
+    if given) of quantizing target - base at `step`: infinite for an invalid step, a level
+    beyond the exact range or a subnormal release. `energy`: each row's ||target - base||^2
+    as `kernels.scan` sums it, which lets rows that stay put be skipped (same result)."""
     if not valid_step(step):
         return math.inf
-    levels, residual = quantize(target32 - base32, step, prediction, rounding)
-    if np.abs(levels).max(initial=0) >= MAX_LEVEL:
+    base32, target32 = base32.reshape(-1), target32.reshape(-1)
+    cols = cols or max(1, base32.size)
+    values = None if dtype == "F32" else np.empty(base32.size, np.float32)
+    status, error, _ = kernels.quantize(
+        base32, target32, cols,
+        None if prediction is None else prediction.product.reshape(-1),
+        0.0 if prediction is None else prediction.ratio,
+        np.float32(step), np.float32(rounding.deadzone), rounding.offset,
+        row_weight, values, None, 0, None, energy, 0.0,
+    )  # fmt: skip
+    if status != kernels.OK:
         return math.inf
-    values, _ = release_float32(base32, levels, residual, step, rounding.offset)
-    if not portable(values):
-        return math.inf
-    return squared_error(values, target32, dtype)
+    if values is None:
+        return error
+    return released_error(values, target32, dtype, cols, row_weight)
 
 
-def _plain_error(
-    base32: np.ndarray,
+def released_error(
+    values32: np.ndarray,
     target32: np.ndarray,
     dtype: str,
-    step: float,
-    weights: np.ndarray | None = None,
+    cols: int,
+    row_weight: np.ndarray | None = None,
 ) -> float:
-    """`error_of` with plain rounding, chunk by chunk in float32 (same values, 4x faster).
-
-    Levels stay in float32: they are integers below 2^17, so 64 * q is exact there too.
-    """
-    if not valid_step(step):
-        return math.inf
-    step32 = np.float32(step)
-    unit = step32 / np.float32(OFFSET_UNIT)
-    total = 0.0
-    for start in range(0, base32.size, _CHUNK):
-        base = base32[start : start + _CHUNK]
-        target = target32[start : start + _CHUNK]
-        values = np.subtract(target, base)
-        np.divide(values, step32, out=values)
-        np.rint(values, out=values)
-        if max(-values.min(initial=0), values.max(initial=0)) >= MAX_LEVEL:
-            return math.inf
-        np.multiply(values, np.float32(OFFSET_UNIT), out=values)
-        np.multiply(values, unit, out=values)
-        np.add(base, values, out=values)
-        if not portable(values):
-            return math.inf
-        chunk_weights = None if weights is None else weights[start : start + _CHUNK]
-        total += squared_error(values, target, dtype, chunk_weights)
-    return total
+    """||dtype(values32) - target32||^2 in float64, rows of `cols` weighted by `row_weight`."""
+    released = Tensor(dtype, (values32.size,), from_float32(dtype, values32)).to_float32()
+    diff = released.astype(np.float64) - target32.reshape(-1)
+    per_row = np.einsum("ij,ij->i", diff.reshape(-1, cols), diff.reshape(-1, cols))
+    return float(per_row.sum() if row_weight is None else np.dot(per_row, row_weight))
 
 
 def error_at_step(base: Tensor | None, target: Tensor, step: float) -> float:
@@ -231,7 +159,7 @@ def error_at_step(base: Tensor | None, target: Tensor, step: float) -> float:
     """
     if base is None or not lossy_applicable(base, target):
         return 0.0
-    error = _plain_error(base.to_float32(), target.to_float32(), target.dtype, step)
+    error = measure(float32_view(base), float32_view(target), target.dtype, step)
     return 0.0 if math.isinf(error) else error
 
 
@@ -241,8 +169,9 @@ def delta_energy(base: Tensor, target: Tensor) -> float:
         return 0.0
     if base.shape != target.shape:
         return 0.0
-    diff = target.to_float32().astype(np.float64) - base.to_float32()
-    return float(np.einsum("i,i->", diff, diff))
+    out = np.empty(1)
+    kernels.scan(float32_view(base), float32_view(target), max(1, target.numel), out)
+    return float(out[0])
 
 
 def sample_positions(size: int, limit: int = _SAMPLE) -> np.ndarray | slice:
@@ -255,30 +184,43 @@ def sample_positions(size: int, limit: int = _SAMPLE) -> np.ndarray | slice:
 
 
 def largest_step(
-    errors: Callable[[float], float], budget: float, guess: float, iterations: int = 40
+    errors: Callable[[float], float],
+    budget: float,
+    guess: float,
+    iterations: int = 40,
+    tolerance: float = TOLERANCE,
 ) -> float:
-    """Largest step s (to ~0.1%) with errors(s) <= budget, keeping a verified bracket.
+    """Largest step s (to 0.2%, or `tolerance`) with errors(s) <= budget, keeping a verified
+    bracket.
 
-    Starts from `guess` and uses the high-rate law error ~ s^2 to propose steps; falls back to
-    bisection in log s whenever a proposal leaves the bracket.
+    The error grows about as s^p: proposals solve that law through the two nearest points
+    (p = 2 until there are two), aimed a little to the side of the bracket that has not
+    moved lately so that both ends close in; bisection in log s when a proposal leaves it.
     """
     low, high = 0.0, math.inf
+    low_error, high_error = 0.0, math.inf
     step = guess
+    moved_low = True
     for _ in range(iterations):
         error = errors(step)
         if error <= budget:
-            low = step
+            low, low_error, moved_low = step, error, True
         else:
-            high = step
-        if high < math.inf and low > 0 and high / low < 1.001:
+            high, high_error, moved_low = step, error, False
+        if high < math.inf and low > 0 and high / low < tolerance:
             break
-        proposal = step * math.sqrt(budget / error) * 0.999 if error > 0 else step * 4
+        power = 2.0
+        if 0 < low_error < budget < high_error < math.inf and high > low > 0:
+            power = math.log(high_error / low_error) / math.log(high / low)
+        proposal = step * (budget / error) ** (1 / power) if error > 0 and power > 0 else step * 4
+        # Lean toward the end that did not move, so the next point lands beyond the root.
+        lean = (tolerance - 1) / 3
+        proposal *= (1 + lean) if moved_low else (1 - lean)
         if not low < proposal < high:
-            proposal = (
-                math.sqrt(low * high)
-                if low > 0 and high < math.inf
-                else (high / 4 if low == 0 else low * 4)
-            )
+            if low > 0 and high < math.inf:
+                proposal = math.sqrt(low * high)
+            else:
+                proposal = high / 4 if low == 0 else low * 4
         step = proposal
     return low
 
@@ -288,29 +230,34 @@ def step_for_budget(base: Tensor, target: Tensor, max_error_sq: float) -> float 
     lossy codecs cannot carry this tensor or no valid step meets it."""
     if not lossy_applicable(base, target):
         return None
-    base32, target32 = base.to_float32(), target.to_float32()
+    base32, target32 = float32_view(base), float32_view(target)
     guess = math.sqrt(12 * max_error_sq / max(base32.size, 1))
     step = largest_step(
-        lambda s: _plain_error(base32, target32, target.dtype, s), max_error_sq, guess or 1e-30
+        lambda s: measure(base32, target32, target.dtype, s), max_error_sq, guess or 1e-30
     )
     return step if valid_step(step) else None
 
 
-def step_for_error(pairs: Sequence[tuple[Tensor, Tensor]], max_error_sq: float) -> float | None:
+def step_for_error(
+    pairs: Sequence[tuple[Tensor, Tensor]], max_error_sq: float, *, checked: bool = False
+) -> float | None:
     """The largest step whose total `error_at_step` over the pairs is within `max_error_sq`
-    (the global step of `--max-rel-error`), or None if no valid step meets it.
+    (the global step of `--max-rel-error`), or None if no valid step meets it. `checked`:
+    the caller knows every pair to be `lossy_applicable` (saves a pass over each).
 
-    The search runs on up to 2^16 elements of each tensor (weighted by the tensor's size over
+    The search runs on up to 2^12 elements of each tensor (weighted by the tensor's size over
     its sample's), all tensors of a dtype at once; then one pass over the full tensors checks
     the step, and shrinks it in the rare case the sample was optimistic.
     """
     by_dtype: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    carried: list[tuple[Tensor, Tensor]] = []
     count = 0
     for base, target in pairs:
-        if not lossy_applicable(base, target):
+        if not (checked or lossy_applicable(base, target)):
             continue
-        pick = sample_positions(target.numel)
-        base32, target32 = base.to_float32()[pick], target.to_float32()[pick]
+        carried.append((base, target))
+        pick = sample_positions(target.numel, _GLOBAL_SAMPLE)
+        base32, target32 = float32_view(base)[pick], float32_view(target)[pick]
         weight = np.full(base32.size, target.numel / base32.size)
         by_dtype.setdefault(target.dtype, []).append((base32, target32, weight))
         count += target.numel
@@ -322,37 +269,43 @@ def step_for_error(pairs: Sequence[tuple[Tensor, Tensor]], max_error_sq: float) 
     ]
 
     def sampled(step: float) -> float:
-        return sum(_plain_error(b, t, dtype, step, w) for dtype, b, t, w in stacked)
+        return sum(measure(b, t, dtype, step, cols=1, row_weight=w) for dtype, b, t, w in stacked)
 
     step = largest_step(sampled, max_error_sq, math.sqrt(12 * max_error_sq / count) or 1e-30)
     step *= 0.998  # margin for the sample's estimate, so the full check passes first time
     for _ in range(8):
         if not valid_step(step):
             return None
-        full = sum(error_at_step(base, target, step) for base, target in pairs)
+        full = sum(
+            _carried_error(float32_view(b), float32_view(t), t.dtype, step) for b, t in carried
+        )
         if full <= max_error_sq:
             return step
         step *= math.sqrt(max_error_sq / full) * 0.995
     return None
 
 
+def _carried_error(base32: np.ndarray, target32: np.ndarray, dtype: str, step: float) -> float:
+    """`error_at_step` of a tensor already known to be lossy-applicable."""
+    error = measure(base32, target32, dtype, step)
+    return 0.0 if math.isinf(error) else error
+
+
 __all__ = [
     "MAX_LEVEL",
     "OFFSET_UNIT",
     "PLAIN",
+    "TOLERANCE",
+    "Prediction",
     "Rounding",
     "delta_energy",
     "error_at_step",
-    "error_of",
-    "finish_release",
+    "float32_view",
     "largest_step",
     "lossy_applicable",
-    "portable",
-    "quantize",
-    "release",
-    "release_float32",
+    "measure",
+    "released_error",
     "sample_positions",
-    "squared_error",
     "step_for_budget",
     "step_for_error",
     "valid_step",

@@ -26,7 +26,8 @@ from typing import Literal
 
 import numpy as np
 
-from fedota.delta.budget import step_for_error
+from fedota.delta.budget import float32_view, step_for_error
+from fedota.delta.codecs import _quant_kernels as kernels
 from fedota.delta.codecs.base import Budget
 from fedota.delta.tensor import FLOATS, Tensor
 
@@ -64,30 +65,27 @@ def plan_budgets(
             raise ValueError(f"max_rel_error must be a positive number, got {max_rel_error!r}")
         if not lossy_codecs:
             return {}
-        names = [n for n in _eligible(base, target) if _finite(base[n]) and _finite(target[n])]
-        pairs = [(base[n], target[n]) for n in names]
-        energy = sum(_delta_sq(b, t) for b, t in pairs)
+        names, carried, energy = [], [], 0.0
+        for name in _eligible(base, target):
+            old, new = base[name], target[name]
+            change = np.zeros(1)
+            normal = kernels.scan(float32_view(old), float32_view(new), max(1, new.numel), change)
+            if normal or (_finite(old) and _finite(new)):
+                names.append(name)
+                energy += float(change[0])
+                if normal and new.numel:  # what the lossy codecs carry (lossy_applicable)
+                    carried.append((old, new))
         if energy == 0.0:
             return {}
-        step = step_for_error(pairs, float(max_rel_error) ** 2 * energy)
+        step = step_for_error(carried, float(max_rel_error) ** 2 * energy, checked=True)
         return {} if step is None else {name: Budget(step=step) for name in names}
     return {}
 
 
 def fp16_budget(tensor: Tensor) -> Budget:
     """||t - fp16(t)||^2 in float32 values (0, lossless, for F16/BF16 and non-finite tensors)."""
-    if tensor.dtype not in ("F32", "F64"):
-        return Budget()
-    total = 0.0
-    values = tensor.to_float32()
-    for start in range(0, values.size, _CHUNK):
-        chunk = values[start : start + _CHUNK]
-        with np.errstate(over="ignore", invalid="ignore"):
-            rounded = chunk.astype(np.float16).astype(np.float32)
-        if not (np.isfinite(chunk).all() and np.isfinite(rounded).all()):
-            return Budget()
-        total += _sum_sq(chunk, rounded)
-    return Budget(max_error_sq=total)
+    rows = _fp16_rows(None, tensor)
+    return Budget() if rows is None else Budget(max_error_sq=float(rows[0].sum()))
 
 
 def fp16_mode_budget(base: Tensor, target: Tensor) -> Budget:
@@ -105,24 +103,32 @@ def fp16_mode_budget(base: Tensor, target: Tensor) -> Budget:
       as their rounding cost: their error is also held to VECTOR_SHARE of their own change.
     Never more than `fp16_budget`, so the mode's promise holds as stated.
     """
-    fp16 = fp16_budget(target)
-    if fp16.lossless:
-        return fp16
+    rows = _fp16_rows(base, target)
+    if rows is None:
+        return Budget()
+    rounding, change = rows
+    allowed = float(np.minimum(rounding, change).sum())
+    if rounding.size == 1:
+        allowed = min(allowed, VECTOR_SHARE**2 * float(change.sum()))
+    return Budget(max_error_sq=min(allowed, float(rounding.sum())))
+
+
+def _fp16_rows(base: Tensor | None, target: Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per row (the first dimension; one row for vectors): the fp16 rounding cost of the
+    target and its change from the base (zeros without a base), float32 values, float64 sums.
+    None for F16/BF16 (rounding costs nothing), empty tensors and values that are not finite
+    or that fp16 cannot hold."""
+    if target.dtype not in ("F32", "F64") or target.numel == 0:
+        return None
+    values = float32_view(target)
+    old = values if base is None else float32_view(base)
     rows = target.shape[0] if len(target.shape) >= 2 else 1
-    new = target.to_float32().reshape(rows, -1)
-    old = base.to_float32().reshape(rows, -1)
-    step = max(1, _CHUNK // max(1, new.shape[1]))
-    allowed = change = 0.0
-    for start in range(0, rows, step):
-        values = new[start : start + step].astype(np.float64)
-        rounding = values - values.astype(np.float16)
-        moved = values - old[start : start + step]
-        moved_sq = np.einsum("ij,ij->i", moved, moved)
-        allowed += float(np.minimum(np.einsum("ij,ij->i", rounding, rounding), moved_sq).sum())
-        change += float(moved_sq.sum())
-    if rows == 1:
-        allowed = min(allowed, VECTOR_SHARE**2 * change)
-    return Budget(max_error_sq=min(allowed, fp16.max_error_sq))
+    rounding, change = np.empty(rows), np.empty(rows)
+    finite = kernels.fp16_rows(
+        values, values.view(np.uint32), old, values.size // rows, kernels.FP16_QUANTUM,
+        rounding, change,
+    )  # fmt: skip
+    return (rounding, change) if finite else None
 
 
 def _eligible(base: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> list[str]:
@@ -137,21 +143,8 @@ def _eligible(base: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> list[
 
 
 def _finite(tensor: Tensor) -> bool:
-    values = tensor.to_float32()
+    values = float32_view(tensor)
     return all(np.isfinite(values[i : i + _CHUNK]).all() for i in range(0, values.size, _CHUNK))
-
-
-def _delta_sq(base: Tensor, target: Tensor) -> float:
-    return _sum_sq(target.to_float32(), base.to_float32())
-
-
-def _sum_sq(a: np.ndarray, b: np.ndarray) -> float:
-    """sum (a - b)^2 in float64, chunk by chunk."""
-    total = 0.0
-    for start in range(0, a.size, _CHUNK):
-        diff = a[start : start + _CHUNK].astype(np.float64) - b[start : start + _CHUNK]
-        total += float(np.dot(diff, diff))
-    return total
 
 
 __all__ = ["VECTOR_SHARE", "fp16_budget", "fp16_mode_budget", "plan_budgets"]

@@ -1,7 +1,8 @@
-"""Compiled helpers of entropy.py: parsing stored frequency tables and estimating coded bits.
+"""Compiled helpers of entropy.py: parsing stored frequency tables, fitting them, and
+estimating coded bits.
 
-Both loop over small integers where numpy would need a call per table or a pass over a mostly
-empty (contexts x alphabet) array.
+Each loops over small integers where numpy would need a call per table or several passes over
+a mostly empty (contexts x alphabet) array.
 """
 
 from __future__ import annotations
@@ -75,21 +76,89 @@ def parse_tables(
 @numba.njit(cache=True, nogil=True)
 def entropy_bits(hist: np.ndarray) -> tuple[float, int]:
     """(sum over rows of the empirical entropy of the row's counts, in bits, times its total;
-    how many counts are nonzero)."""
+    how many counts are at least one half). Counts may be weighted (floats)."""
     bits = 0.0
     distinct = 0
     for row in range(hist.shape[0]):
-        total = 0
+        total = 0.0
         for value in hist[row]:
             total += value
-        if total == 0:
+        if total <= 0:
             continue
         log_total = math.log2(total)
         for value in hist[row]:
             if value > 0:
                 bits += value * (log_total - math.log2(value))
+            if value >= 0.5:
                 distinct += 1
     return bits, distinct
 
 
-__all__ = ["BAD_END", "OK", "SHORT", "TOO_LARGE", "TOO_LONG", "entropy_bits", "parse_tables"]
+@numba.njit(cache=True)
+def _varint_bytes(value: int) -> int:
+    """LEB128 bytes of a value below 2^21."""
+    return 1 + (value >= 1 << 7) + (value >= 1 << 14)
+
+
+@numba.njit(cache=True, nogil=True)
+def fit_tables(hist: np.ndarray, precisions: np.ndarray, tables: np.ndarray) -> float:
+    """For each context (row of `hist`), the table (written into `tables`, zeroed) that
+    minimises its symbols' coded bits plus its own storage (entropy.write_tables): the counts
+    scaled to about 2^precision in total, seen tokens kept at 1 or more, for the precision
+    among `precisions` (ascending) that costs least; a precision too small to give every seen
+    token a count is skipped, except the last. Returns the total estimated bits."""
+    contexts, alphabet = hist.shape
+    total_cost = 0.0
+    for c in range(contexts):
+        total = 0
+        seen = 0
+        length = 0
+        for a in range(alphabet):
+            if hist[c, a] > 0:
+                total += hist[c, a]
+                seen += 1
+                length = a + 1
+        floor = math.log2(max(seen, 1))
+        best_cost = np.inf
+        best_precision = -1
+        for index in range(precisions.size):
+            precision = precisions[index]
+            if precision < floor + 1 and index < precisions.size - 1:
+                continue
+            scale = (1 << precision) / max(total, 1)
+            table_total = 0
+            for a in range(alphabet):
+                if hist[c, a] > 0:
+                    table_total += max(np.int64(np.rint(hist[c, a] * scale)), 1)
+            log_total = math.log2(max(table_total, 1))
+            bits = 0.0
+            count_bytes = 0
+            gap_bytes = 0
+            previous = -1
+            for a in range(alphabet):
+                if hist[c, a] > 0:
+                    count = max(np.int64(np.rint(hist[c, a] * scale)), 1)
+                    bits += hist[c, a] * (log_total - math.log2(count))
+                    count_bytes += _varint_bytes(count - 1)
+                    gap_bytes += _varint_bytes(a - previous - 1)
+                    previous = a
+            if length == 0:
+                table_bytes = 1
+            elif seen == length:
+                table_bytes = _varint_bytes(length) + 1 + count_bytes
+            else:
+                table_bytes = _varint_bytes(length) + _varint_bytes(seen) + gap_bytes + count_bytes
+            cost = bits + 8 * table_bytes
+            if cost < best_cost:
+                best_cost = cost
+                best_precision = precision
+        scale = (1 << best_precision) / max(total, 1)
+        for a in range(alphabet):
+            tables[c, a] = max(np.int64(np.rint(hist[c, a] * scale)), 1) if hist[c, a] > 0 else 0
+        total_cost += best_cost
+    return total_cost
+
+
+__all__ = [
+    "BAD_END", "OK", "SHORT", "TOO_LARGE", "TOO_LONG", "entropy_bits", "fit_tables", "parse_tables",
+]  # fmt: skip

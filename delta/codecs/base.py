@@ -52,7 +52,9 @@ class Codec(Protocol):
     """One way to encode a tensor's change.
 
     `codec_id` is stored in the patch (one byte, never reused once released); `name` is what the
-    CLI and `info` show.
+    CLI and `info` show. A codec may also set `releases_as_decoder = True` when `encode`
+    computes Encoded.target with the very functions `decode` runs (the same compiled release);
+    the diff then does not decode its payload a second time to check it.
     """
 
     codec_id: ClassVar[int]

@@ -32,7 +32,7 @@ from fedota.delta.errors import PatchFormatError, PatchTruncated
 # Largest single quantized count in a stored table (tables use at most 2^16 total precision).
 MAX_COUNT = 1 << 20
 # Quantization precisions (log2 of the table total) the encoder tries for each table.
-_PRECISIONS = (5, 7, 9, 11, rans.PRECISION)
+_PRECISIONS = np.array([5, 7, 9, 11, rans.PRECISION])
 
 
 # --- zigzag and hybrid tokens ---------------------------------------------------------------
@@ -121,67 +121,28 @@ def histograms(
     return np.bincount(flat, minlength=n_contexts * alphabet).reshape(n_contexts, alphabet)
 
 
-def _varint_size(values: np.ndarray) -> np.ndarray:
-    """LEB128 bytes of each value below 2^21."""
-    return 1 + (values >= 1 << 7) + (values >= 1 << 14)
-
-
-def _table_costs(hist: np.ndarray, precision: int) -> tuple[np.ndarray, np.ndarray]:
-    """Quantize every context's histogram to about 2^precision in total (seen tokens keep a
-    count >= 1); return the tables and, per context, the bits of its symbols under its table
-    plus the bits `write_tables` spends on it."""
-    totals = hist.sum(axis=1, keepdims=True)
-    seen = hist > 0
-    scale = (1 << precision) / np.maximum(totals, 1)
-    tables = np.where(seen, np.maximum(np.rint(hist * scale), 1), 0).astype(np.int64)
-    with np.errstate(divide="ignore"):
-        log_table = np.log2(np.maximum(tables, 1))
-    table_totals = np.maximum(tables.sum(axis=1), 1)
-    symbol_bits = (hist * (np.log2(table_totals)[:, None] - log_table)).sum(axis=1)
-    # Storage (see write_tables): length, then dense counts or (gap, count) pairs.
-    columns = np.arange(hist.shape[1])
-    length = np.where(seen.any(axis=1), np.where(seen, columns, -1).max(axis=1) + 1, 0)
-    nonzero = seen.sum(axis=1)
-    count_bytes = (_varint_size(tables - 1) * seen).sum(axis=1)
-    previous = np.maximum.accumulate(np.where(seen, columns, -1), axis=1)
-    previous = np.concatenate([np.full((hist.shape[0], 1), -1), previous[:, :-1]], axis=1)
-    gap_bytes = (_varint_size(columns - previous - 1) * seen).sum(axis=1)
-    dense = nonzero == length
-    table_bytes = np.where(
-        length == 0,
-        1,
-        _varint_size(length) + np.where(dense, 1, _varint_size(nonzero) + gap_bytes) + count_bytes,
-    )
-    return tables, symbol_bits + 8 * table_bytes
-
-
 def fit_tables(hist: np.ndarray) -> tuple[list[np.ndarray], float]:
     """Quantized tables for each context's histogram (rows of `hist`), each at the precision
-    that minimises its coded bits plus its own storage.
+    that minimises its coded bits plus its own storage (`_table_kernels.fit_tables`).
 
     Returns:
         (tables, estimated total bits of symbols and tables).
     """
-    hist = np.asarray(hist, dtype=np.int64)
-    best_cost = np.full(hist.shape[0], np.inf)
-    best_tables = np.zeros_like(hist)
-    floor = np.log2(np.maximum((hist > 0).sum(axis=1), 1))
-    for precision in _PRECISIONS:
-        tables, cost = _table_costs(hist, precision)
-        # A table needs room for every seen token at count 1; the largest precision always fits.
-        allowed = (precision >= floor + 1) | (precision == _PRECISIONS[-1])
-        better = allowed & (cost < best_cost)
-        best_cost = np.where(better, cost, best_cost)
-        best_tables[better] = tables[better]
-    last = np.where(best_tables > 0, np.arange(hist.shape[1]), -1).max(axis=1, initial=-1)
-    out = [row[: int(end) + 1] for row, end in zip(best_tables, last, strict=True)]
-    return out, float(best_cost.sum())
+    hist = np.ascontiguousarray(hist, dtype=np.int64)
+    tables = np.zeros_like(hist)
+    cost = _tables.fit_tables(hist, _PRECISIONS, tables)
+    last = np.where(tables > 0, np.arange(hist.shape[1]), -1).max(axis=1, initial=-1)
+    out = [row[: int(end) + 1] for row, end in zip(tables, last, strict=True)]
+    return out, float(cost)
 
 
 def estimate_bits(hist: np.ndarray) -> float:
     """Quick estimate of `fit_tables`' total: the empirical entropy of each context's counts
-    plus ~2 bytes per distinct token for its table (for searches; fit_tables is exact)."""
-    bits, distinct = _tables.entropy_bits(np.ascontiguousarray(hist, dtype=np.int64))
+    (integers, or float64 weights) plus ~2 bytes per distinct token for its table (for
+    searches; fit_tables is exact)."""
+    hist = np.asarray(hist)
+    counts = hist if hist.dtype == np.float64 else hist.astype(np.int64)
+    bits, distinct = _tables.entropy_bits(np.ascontiguousarray(counts))
     return float(bits + 16 * distinct)
 
 

@@ -25,7 +25,7 @@ a rANS block; then per group a block (varint length) holding u8 split, u8 msb, u
 context bits, u8 lowest exponent bucket, u8 exponent buckets, the context tables, the rANS
 stream (varint length + 16-bit words, see rans.py) and the raw bits of the group's elements in
 row order, LSB first in little-endian 32-bit words, zero-padded. One compiled loop each way
-(_diff_kernels.py) does contexts, tokens, raw bits and the addition.
+(_coder_kernels.py) does contexts, tokens, raw bits and the addition.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from fedota.delta.codecs import _diff_kernels as _kernels
+from fedota.delta.codecs import _coder_kernels as _kernels
 from fedota.delta.codecs import entropy, rans
 from fedota.delta.codecs.base import Budget, Encoded, register
 from fedota.delta.codecs.bitio import Reader, Writer
@@ -57,6 +57,7 @@ _MAX_CONTEXT_BITS = 4
 # exact small values under mantissa contexts for decay-only rows.
 _CONFIGS = ((2, 2, 0), (4, 2, 1), (6, 2, 2), (8, 2, 3), (8, 2, 4))
 _SAMPLE = 1 << 16  # elements the configuration search looks at
+_ESTIMATE_SAMPLE = 1 << 14  # elements `estimate` looks at
 _GROUP_MIN = 1 << 12  # tensors below 4x this keep one row group
 
 
@@ -124,7 +125,7 @@ def _cost(
     lut, shift, index_mask = _lut(dtype, config)
     alphabet = entropy.alphabet_size(config.split, config.msb, width)
     hist = np.zeros((config.n_contexts, alphabet), dtype=np.int64)
-    raw_bits = _kernels.histogram(
+    raw_bits = _kernels.diff_histogram(
         base_words, target_words, pick, lut, shift, index_mask, width,
         config.split, config.msb, hist,
     )  # fmt: skip
@@ -197,7 +198,7 @@ def _encode_part(
     raw = np.empty(n + 1, dtype=np.uint32)
     alphabet = entropy.alphabet_size(config.split, config.msb, width)
     hist = np.zeros((config.n_contexts, alphabet), dtype=np.int64)
-    used = _kernels.tokenize(
+    used = _kernels.diff_tokenize(
         base_words, target_words, rows, cols, lut, shift, index_mask, width,
         config.split, config.msb, tokens, ctx, raw, hist,
     )  # fmt: skip
@@ -244,7 +245,7 @@ def _decode_part(
     raw = np.frombuffer(src.take(src.left), dtype="<u4")
     freq, cum, symbols = rans.build_tables(tables)
     lut, shift, index_mask = _lut(dtype, config)
-    status = _kernels.decode(
+    status = _kernels.diff_decode(
         base_words, rows, cols, lut, shift, index_mask, value_bits, split, msb,
         words, freq, cum, symbols, raw, out,
     )  # fmt: skip
@@ -314,13 +315,16 @@ class DiffAnsCodec:
     lossy: ClassVar[bool] = False
 
     def estimate(self, base: Tensor | None, target: Tensor) -> float | None:
-        """Payload bytes `encode` is expected to produce, from a sample (None: inapplicable)."""
+        """Payload bytes `encode` is expected to produce, from a small sample and one row group
+        (so a little above what `encode` achieves; None: inapplicable)."""
         if not self._applies(base, target):
             return None
         assert base is not None
-        rows, _cols = _matrix(target.shape)
+        rows, cols = _matrix(target.shape)
         words = np.ascontiguousarray(_words(target))
-        return _plan_bits(np.ascontiguousarray(_words(base)), words, target.dtype, rows)[1] / 8
+        base_words = np.ascontiguousarray(_words(base))
+        everyone = np.arange(rows)
+        return _choose(base_words, words, target.dtype, everyone, cols, _ESTIMATE_SAMPLE)[1] / 8
 
     @staticmethod
     def _applies(base: Tensor | None, target: Tensor) -> bool:

@@ -1,8 +1,8 @@
 """Codec 5, quant-ans (lossy): the delta quantized at one step per tensor, predicted by a
 low-rank model, the residual levels entropy coded with ANS.
 
-Measured on a 30-step AdamW fine-tune of all-MiniLM-L6-v2 (fp32 bytes = 100%): 4.27% at the
-`--max-error fp16` budgets (order-0 coding of per-tensor steps: 5.40%), 9.15% at
+Measured on a 30-step AdamW fine-tune of all-MiniLM-L6-v2 (fp32 bytes = 100%, whole patch):
+4.49% at the `--max-error fp16` budgets (order-0 coding of per-tensor steps: 5.40%), 8.79% at
 `--max-rel-error 0.01` (order-0 with one global step: 10.19%).
 
 1. quant_search.py picks the step (the largest whose actual error, after the release to the
@@ -11,11 +11,12 @@ Measured on a 30-step AdamW fine-tune of all-MiniLM-L6-v2 (fp32 bytes = 100%): 4
    whole tensor and shrinks it if the sample was optimistic.
 2. Levels q = p + round(delta / step - p) around the integer prediction p; the released
    tensor is base + (64 q - offset) * step / 64 in float32, then the dtype (budget.py: every
-   machine computes it bit for bit).
-3. Residuals q - p, sign-flipped where the prediction was rounded up (lowrank.coded), become
+   machine computes it bit for bit). One compiled pass does it all (_quant_kernels.py), and
+   the decoder's pass releases through the same compiled function.
+3. Residuals q - p, sign-flipped where the prediction was rounded up (lowrank.py), become
    hybrid tokens (entropy.py) under one ANS table; rows whose residuals are all zero are
    skipped by a per-row flag (a fine-tune leaves most embedding rows untouched, and then
-   decoding them costs nothing).
+   coding and decoding them costs nothing).
 Non-finite or subnormal values, empty or integer tensors and lossless budgets are refused
 (None): a lossless codec then carries the tensor.
 
@@ -33,31 +34,31 @@ from typing import ClassVar
 import numpy as np
 
 from fedota.delta import budget as steps
-from fedota.delta.budget import MAX_LEVEL
+from fedota.delta.codecs import _coder_kernels as coder
+from fedota.delta.codecs import _quant_kernels as kernels
 from fedota.delta.codecs import entropy, lowrank, quant_search
 from fedota.delta.codecs.base import Budget, Encoded, register
-from fedota.delta.codecs.bitio import Reader, Writer, pack_bits, packed_size, unpack_bits
+from fedota.delta.codecs.bitio import Reader, Writer
 from fedota.delta.errors import PatchFormatError
-from fedota.delta.tensor import Tensor
+from fedota.delta.tensor import Tensor, from_float32
 
 _VERSION = 1
 _ONE_CONTEXT = None  # entropy.ans_encode / histograms: every symbol under table 0
 _ROW_BLOCK = 1 << 15  # elements per block expanding the prediction (float64 in L2 cache)
 
 
-def _prediction(
-    factors: lowrank.Factors | None, rows: int, cols: int, step: float
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Integer prediction (rows x cols int32) and its flips, row block by row block."""
+def _blocks(rows: int, cols: int, factors: lowrank.Factors | None) -> list[slice]:
+    """Row blocks to expand the prediction in (all rows at once without factors)."""
     if factors is None:
-        return None, None
-    prediction = np.empty((rows, cols), dtype=np.int32)
-    flip = np.empty((rows, cols), dtype=bool)
+        return [slice(0, rows)]
     block = max(1, _ROW_BLOCK // cols)
-    for start in range(0, rows, block):
-        span = slice(start, min(rows, start + block))
-        prediction[span], flip[span] = lowrank.levels(lowrank.prediction(factors, span, step))
-    return prediction, flip
+    return [slice(start, min(rows, start + block)) for start in range(0, rows, block)]
+
+
+def _product(factors: lowrank.Factors | None, span: slice) -> np.ndarray | None:
+    if factors is None:
+        return None
+    return lowrank.product(factors.left[span], factors.right).reshape(-1)
 
 
 class QuantAnsCodec:
@@ -66,6 +67,10 @@ class QuantAnsCodec:
     codec_id: ClassVar[int] = 5
     name: ClassVar[str] = "quant-ans"
     lossy: ClassVar[bool] = True
+    # The encoder's released values come from _quant_kernels.quantize, which releases each
+    # element with the same compiled release_value the decoder's release_rows calls, from
+    # the levels the payload codes (tests/delta decode every payload and compare).
+    releases_as_decoder: ClassVar[bool] = True
 
     def encode(self, base: Tensor | None, target: Tensor, budget: Budget) -> Encoded | None:
         """The released tensor nearest the budget's limit; None if lossless, inapplicable or
@@ -73,40 +78,41 @@ class QuantAnsCodec:
         if (
             budget.lossless
             or base is None
+            or target.dtype not in ("F32", "F16", "BF16")
+            or (base.dtype, base.shape) != (target.dtype, target.shape)
             or target.numel == 0
-            or not steps.lossy_applicable(base, target)
         ):
             return None
-        plan = quant_search.plan(base, target, budget)
+        rows, cols = lowrank.matrix_shape(target.shape)
+        base32, target32 = steps.float32_view(base), steps.float32_view(target)
+        energy = np.empty(rows)
+        if not kernels.scan(base32, target32, cols, energy):
+            return None  # a value the release cannot reproduce everywhere: lossless
+        matrices = base32.reshape(rows, cols), target32.reshape(rows, cols)
+        plan = quant_search.plan(*matrices, target.dtype, energy, budget)
         if plan is None:
             return None
         if plan.factors is not None and not lowrank.sane_ratio(plan.factors, plan.step):
             plan = quant_search.Plan(plan.step, plan.rounding, None, plan.split, plan.msb)
-        rows, cols = lowrank.matrix_shape(target.shape)
-        base32 = base.to_float32().reshape(rows, cols)
-        target32 = target.to_float32().reshape(rows, cols)
+        values = np.empty(base32.size, dtype=np.float32)
+        symbols = np.empty(base32.size, dtype=np.uint32)
+        live = np.empty(rows, dtype=np.bool_)
+        blocks = _blocks(rows, cols, plan.factors)
+        products = [_product(plan.factors, span) for span in blocks]
         for _ in range(8):
-            prediction, flip = _prediction(plan.factors, rows, cols, plan.step)
             if plan.zero:  # the whole delta fits the budget: release the base itself
-                levels = residual = np.zeros((rows, cols), dtype=np.int32)
+                values[:] = base32
+                live[:] = False
+                error, cursor = float(energy.sum()), 0
             else:
-                levels, residual = steps.quantize(
-                    target32 - base32, plan.step, prediction, plan.rounding
+                quantized = _quantize(
+                    plan, base32, target32, cols, blocks, products, energy, values, symbols, live
                 )
-            if np.abs(levels).max(initial=0) >= MAX_LEVEL:
-                return None
-            values, keep = steps.release_float32(
-                base32.reshape(-1),
-                levels.reshape(-1),
-                residual.reshape(-1),
-                plan.step,
-                plan.rounding.offset,
-            )
-            if not steps.portable(values):  # a subnormal release: leave it to lossless
-                return None
-            words = steps.finish_release(base, values, keep)
-            released = Tensor(target.dtype, target.shape, words)
-            error = steps.squared_error(released.to_float32(), target32.reshape(-1), "F32")
+                if quantized is None:
+                    return None
+                error, cursor = quantized
+            if target.dtype != "F32":
+                error = steps.released_error(values, target32, target.dtype, cols)
             if budget.step is not None or error <= budget.max_error_sq:
                 break
             # The sample was optimistic: shrink the step by the error's square-root law.
@@ -114,10 +120,9 @@ class QuantAnsCodec:
             plan = quant_search.Plan(shrunk, plan.rounding, plan.factors, plan.split, plan.msb)
         else:
             return None
-        if budget.max_error_sq and error > budget.max_error_sq:
-            return None
-        payload = _write(plan, residual, flip)
-        return Encoded(payload, released, error)
+        words = values if target.dtype == "F32" else from_float32(target.dtype, values)
+        payload = _write(plan, symbols[:cursor], live)
+        return Encoded(payload, Tensor(target.dtype, target.shape, words), error)
 
     def decode(
         self, base: Tensor | None, dtype: str, shape: tuple[int, ...], payload: bytes
@@ -153,59 +158,54 @@ class QuantAnsCodec:
             raise PatchFormatError(f"{self.name} factor scale is out of proportion to its step")
         live, symbols = _read_symbols(src, rows, cols, split, msb)
         src.finish()
-        return Tensor(dtype, shape, _reconstruct(base, factors, live, symbols, step, offset))
+        base32 = steps.float32_view(base)
+        values = np.empty(base32.size, dtype=np.float32)
+        ratio = float(lowrank.ratio(factors, step)) if factors is not None else 0.0
+        cursor = 0
+        for span in _blocks(rows, cols, factors):
+            elements = slice(span.start * cols, span.stop * cols)
+            status, cursor = kernels.release_rows(
+                base32[elements], cols, _product(factors, span), ratio, np.float32(step),
+                offset, live[span], symbols, cursor, values[elements],
+            )  # fmt: skip
+            if status != kernels.OK:
+                raise PatchFormatError(f"quant-ans level beyond +-{steps.MAX_LEVEL}")
+        words = values if dtype == "F32" else from_float32(dtype, values)
+        return Tensor(dtype, shape, words)
 
 
-def _reconstruct(
-    base: Tensor,
-    factors: lowrank.Factors | None,
-    live: np.ndarray,
+def _quantize(
+    plan: quant_search.Plan,
+    base32: np.ndarray,
+    target32: np.ndarray,
+    cols: int,
+    blocks: list[slice],
+    products: list[np.ndarray | None],
+    energy: np.ndarray,
+    values: np.ndarray,
     symbols: np.ndarray,
-    step: float,
-    offset: int,
-) -> np.ndarray:
-    """The released words, row block by row block (the prediction's float64 temporaries stay
-    in cache): prediction, residual from the coded symbols, levels, release.
-
-    Raises:
-        PatchFormatError: a level beyond the exact range.
-    """
-    rows, cols = lowrank.matrix_shape(base.shape)
-    base_rows = base.data.reshape(rows, cols)
-    if factors is None:  # without a prediction, rows with no residual are the base rows
-        out = base_rows.copy()
-        live_rows = np.flatnonzero(live)
-        signed = entropy.unzigzag(symbols).reshape(-1, cols)
-        block = max(1, _ROW_BLOCK // cols)
-        for start in range(0, live_rows.size, block):
-            picked = live_rows[start : start + block]
-            residual = signed[start : start + block]
-            if np.abs(residual).max(initial=0) >= MAX_LEVEL:
-                raise PatchFormatError(f"quant-ans level beyond +-{MAX_LEVEL}")
-            piece = Tensor(base.dtype, (residual.size,), base_rows[picked].reshape(-1))
-            out[picked] = steps.release(piece, residual, residual, step, offset).reshape(-1, cols)
-        return out.reshape(-1)
-    out = np.empty_like(base_rows)
-    first_symbol = np.concatenate([[0], np.cumsum(live)]) * cols  # symbols before each row
-    block = max(1, _ROW_BLOCK // cols)
-    for start in range(0, rows, block):
-        span = slice(start, min(rows, start + block))
-        prediction, flip = lowrank.levels(lowrank.prediction(factors, span, step))
-        residual = np.zeros((span.stop - span.start, cols), dtype=np.int32)
-        mask = live[span]
-        coded = symbols[first_symbol[span.start] : first_symbol[span.stop]]
-        if coded.size:
-            signed = entropy.unzigzag(coded).reshape(-1, cols)
-            residual[mask] = lowrank.negate_where(signed, None if flip is None else flip[mask])
-        levels = residual if prediction is None else prediction + residual
-        if np.abs(levels).max(initial=0) >= MAX_LEVEL:
-            raise PatchFormatError(f"quant-ans level beyond +-{MAX_LEVEL}")
-        piece = Tensor(base.dtype, (levels.size,), base_rows[span].reshape(-1))
-        out[span] = steps.release(piece, levels, residual, step, offset).reshape(-1, cols)
-    return out.reshape(-1)
+    live: np.ndarray,
+) -> tuple[float, int] | None:
+    """Quantize and release the whole tensor (row block by row block, with each block's
+    prediction product; rows that stay put, by their `energy`, in no time) into `values`, the
+    live rows' coded symbols into `symbols` and the row flags into `live`: (error as float32,
+    symbols written), or None where a level leaves the exact range or a release would be
+    subnormal."""
+    ratio = float(lowrank.ratio(plan.factors, plan.step)) if plan.factors is not None else 0.0
+    error, cursor = 0.0, 0
+    for span, product in zip(blocks, products, strict=True):
+        elements = slice(span.start * cols, span.stop * cols)
+        status, error, cursor = kernels.quantize(
+            base32[elements], target32[elements], cols, product, ratio,
+            np.float32(plan.step), np.float32(plan.rounding.deadzone), plan.rounding.offset,
+            None, values[elements], symbols, cursor, live[span], energy[span], error,
+        )  # fmt: skip
+        if status != kernels.OK:
+            return None
+    return error, cursor
 
 
-def _write(plan: quant_search.Plan, residual: np.ndarray, flip: np.ndarray | None) -> bytes:
+def _write(plan: quant_search.Plan, symbols: np.ndarray, live: np.ndarray) -> bytes:
     out = Writer()
     out.u8(_VERSION)
     out.f32(plan.step)
@@ -213,7 +213,6 @@ def _write(plan: quant_search.Plan, residual: np.ndarray, flip: np.ndarray | Non
     out.u8(plan.split)
     out.u8(plan.msb)
     lowrank.write_factors(out, plan.factors)
-    live = residual.any(axis=1)
     if live.all():
         out.u8(0)
     else:
@@ -222,13 +221,14 @@ def _write(plan: quant_search.Plan, residual: np.ndarray, flip: np.ndarray | Non
         tables, _ = entropy.fit_tables(np.bincount(flags, minlength=2)[None, :])
         entropy.write_tables(out, tables)
         out.block(entropy.ans_encode(flags, _ONE_CONTEXT, tables))
-    symbols = lowrank.coded(residual[live], None if flip is None else flip[live])
-    tokens, _, nraw, raw = entropy.tokenize(symbols, plan.split, plan.msb)
-    alphabet = entropy.alphabet_size(plan.split, plan.msb, 32)
-    tables, _ = entropy.fit_tables(entropy.histograms(tokens, _ONE_CONTEXT, 1, alphabet))
+    tokens = np.empty(symbols.size, dtype=np.int32)
+    raw = np.empty(symbols.size + 1 + symbols.size // coder.BIT_CHUNK, dtype=np.uint32)
+    hist = np.zeros(entropy.alphabet_size(plan.split, plan.msb, 32), dtype=np.int64)
+    used = coder.quant_tokenize(symbols, plan.split, plan.msb, tokens, raw, hist)
+    tables, _ = entropy.fit_tables(hist[None, :])
     entropy.write_tables(out, tables)
     out.block(entropy.ans_encode(tokens, _ONE_CONTEXT, tables))
-    out.raw(pack_bits(raw, nraw))
+    out.raw(raw[:used].astype("<u4").tobytes())
     return out.getvalue()
 
 
@@ -252,16 +252,16 @@ def _read_symbols(
     alphabet = entropy.alphabet_size(split, msb, 32)
     tables = entropy.read_tables(src, 1, alphabet)
     tokens = entropy.ans_decode(src.block(src.left), int(live.sum()) * cols, tables)
-    escaped, nraw = entropy.escapes(tokens, split, msb)
-    if packed_size(nraw) != src.left:
-        raise PatchFormatError(
-            f"residual raw bits take {src.left} bytes, the tokens need {packed_size(nraw)}"
-        )
-    raw = unpack_bits(src, nraw)
-    symbols = entropy.detokenize(tokens, escaped, raw, split, msb, "<u4")
+    if src.left % 4:
+        raise PatchFormatError(f"quant-ans raw bits take {src.left} bytes, not whole words")
+    raw = np.frombuffer(src.take(src.left), dtype="<u4")
+    symbols = np.empty(tokens.size, dtype=np.uint32)
     # |residual| < 2 MAX_LEVEL, checked before any arithmetic on it can wrap around.
-    if int(symbols.max(initial=0)) >= 4 * MAX_LEVEL:
-        raise PatchFormatError(f"quant-ans residual beyond +-{2 * MAX_LEVEL}")
+    status = coder.quant_detokenize(tokens, raw, split, msb, 4 * steps.MAX_LEVEL, symbols)
+    if status == coder.TOO_LARGE:
+        raise PatchFormatError(f"quant-ans residual beyond +-{2 * steps.MAX_LEVEL}")
+    if status != coder.OK:
+        raise PatchFormatError("quant-ans raw bits do not match its tokens")
     return live, symbols
 
 

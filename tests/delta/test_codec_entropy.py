@@ -135,6 +135,39 @@ def test_tables_round_trip_and_estimates_match_the_stream(rng: np.random.Generat
     assert len(stream) < 1.01 * ideal + 16
 
 
+def _coded_bits(hist: np.ndarray, table: np.ndarray) -> float:
+    """Bits of a context's symbols under a table of counts, plus the table's stored bytes."""
+    out = Writer()
+    entropy.write_tables(out, [table])
+    counts = np.zeros(hist.size)
+    counts[: table.size] = table
+    seen = hist > 0
+    bits = float(np.sum(hist[seen] * np.log2(table.sum() / counts[seen])))
+    return bits + 8 * len(out.getvalue())
+
+
+def test_each_table_is_the_cheapest_precision_for_its_context(rng: np.random.Generator) -> None:
+    """fit_tables scales each context's counts to one of a few totals; the one it picks costs
+    no more (symbols plus the table's own bytes) than any other it may pick."""
+    hist = (rng.pareto(1.0, (12, 90)) * (rng.random((12, 90)) < 0.6) * 50).astype(np.int64)
+    hist[0, :] = 0
+    hist[1, 3] = 10**7
+    tables, _ = entropy.fit_tables(hist)
+    for row, chosen in zip(hist, tables, strict=True):
+        if not row.any():
+            assert chosen.size == 0
+            continue
+        seen = row > 0
+        assert np.array_equal(chosen[: row.size] > 0, seen[: chosen.size]) and chosen.size <= 90
+        cost = _coded_bits(row, chosen)
+        for precision in (5, 7, 9, 11, 12):
+            if precision < np.log2(seen.sum()) + 1 and precision != 12:
+                continue
+            scaled = np.where(seen, np.maximum(np.rint(row * (2**precision / row.sum())), 1), 0)
+            other = scaled[: np.flatnonzero(seen)[-1] + 1].astype(np.int64)
+            assert cost <= _coded_bits(row, other) + 1e-6
+
+
 def test_a_single_context_needs_no_context_array(rng: np.random.Generator) -> None:
     tokens, _ = _skewed(rng, 1000, 1)
     tables, _ = entropy.fit_tables(entropy.histograms(tokens, None, 1, 41))

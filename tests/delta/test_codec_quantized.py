@@ -177,6 +177,22 @@ def test_the_prediction_pays_for_its_factors(
     assert with_factors < 0.8 * without
 
 
+def test_a_merged_lora_takes_a_stronger_deadzone(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The factors predict a merged rank-8 LoRA almost exactly; zeroing the small residuals
+    left saves a large share of the bits, so the stronger rounding is taken there (on a dense
+    fine-tune, see the test above, it would not pay)."""
+    base = rng.normal(0, 0.05, (256, 256)).astype(np.float32)
+    lora = rng.normal(0, 2e-4, (256, 8)) @ rng.normal(0, 1 / 16, (8, 256)) * 2
+    old = Tensor("F32", (256, 256), base.reshape(-1))
+    new = Tensor("F32", (256, 256), (base + lora).astype(np.float32).reshape(-1))
+    budget = fp16_budget(new)
+    stronger = len(check(old, new, budget))
+    monkeypatch.setattr(quant_search, "SHRINKING", ())
+    assert stronger < 0.9 * len(check(old, new, budget))
+
+
 def test_decode_needs_the_matching_base(rng: np.random.Generator) -> None:
     base, target = fine_tune(rng, 8, 8)
     payload = check(base, target, Budget(step=1e-5))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from delta_helpers import as_dtype
 from delta_helpers import low_rank_fine_tune as fine_tune
 
 from fedota.delta import Tensor
 from fedota.delta import budget as steps
+from fedota.delta.codecs import _quant_kernels as kernels
 from fedota.delta.codecs.base import Budget
 from fedota.delta.codecs.quantized import QuantAnsCodec
 
@@ -66,16 +66,28 @@ def test_a_per_tensor_step_meets_its_budget(dtype: str, rng: np.random.Generator
         assert error >= 0.8 * fraction * energy or dtype != "F32"
 
 
-def test_the_release_rounds_once_per_operation() -> None:
-    """base + float32(64 q - offset) * (step / 64): exact integer scaling, then one rounding
-    for the product and one for the sum, then the dtype's round to nearest even."""
-    base = as_dtype("F32", np.array([[1.0, -2.5, 3e-3, 0.0]], dtype=np.float32))
-    levels = np.array([3, -1, 0, 7], dtype=np.int32)
-    words = steps.release(base, levels, levels, 0.1, 4)
-    unit = np.float32(0.1) / np.float32(64)
-    expected = base.to_float32() + (levels * 64 - np.sign(levels) * 4).astype(np.float32) * unit
-    expected[2] = base.to_float32()[2]  # level 0: the base word itself
-    assert words.tobytes() == expected.astype(np.float32).tobytes()
+@pytest.mark.parametrize("offset", [0, 4])
+def test_the_release_rounds_once_per_operation(offset: int, rng: np.random.Generator) -> None:
+    """base + float32(64 q - offset sign(q)) * (step / 64): exact integer scaling, then one
+    rounding for the product and one for the sum (never an FMA, which would round once and
+    differ on some of these values); level 0 keeps the base word (-0.0 included)."""
+    rows, cols = 100, 1000
+    base = rng.normal(0, 0.05, rows * cols).astype(np.float32)
+    base[::97] = -0.0
+    levels = rng.integers(-3000, 3000, base.size)
+    levels[::5] = 0
+    step = 3.7e-5
+    unit = np.float32(step) / np.float32(64)
+    scaled = levels * 64 - np.sign(levels) * offset
+    expected = np.where(scaled == 0, base, scaled.astype(np.float32) * unit + base)
+    symbols = np.where(levels >= 0, 2 * levels, -2 * levels - 1).astype(np.uint32)
+    out = np.empty_like(base)
+    status, used = kernels.release_rows(
+        base, cols, None, 0.0, np.float32(step), offset,
+        np.ones(rows, dtype=bool), symbols, 0, out,
+    )  # fmt: skip
+    assert (status, used) == (kernels.OK, base.size)
+    assert out.tobytes() == expected.astype(np.float32).tobytes()
 
 
 @pytest.mark.parametrize(

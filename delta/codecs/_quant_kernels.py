@@ -1,0 +1,268 @@
+"""Compiled inner loops of the lossy codec (quantized.py) and its step searches (budget.py,
+quant_search.py): each pass over a tensor (or a sample of its rows) quantizes, releases and
+measures in one go, with no temporaries of the tensor's size.
+
+The release, the one computation every machine must repeat bit for bit, is `release_value`,
+shared by the encoder's and the decoder's loop: two IEEE float32 operations, a product and a
+sum, on exact operands (budget.py explains why they are exact and portable). numba emits them
+as separate LLVM instructions without fast-math flags, so they are never fused into an FMA.
+
+Rounding toward a level (`quantize`) is the encoder's choice alone: the payload records the
+levels, so any rule gives a valid patch; it mirrors budget.py's documented one.
+
+Everything a loop calls lives in this file (numba's cache is keyed on the cached function's
+own source file), and each helper is one expression over scalars (see _coder_kernels.py).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# Reconstruction offsets are in units of step / OFFSET_UNIT.
+OFFSET_UNIT = 64
+# |q| stays below this so 64 * q + offset is exact in float32 (2^24).
+MAX_LEVEL = 1 << 17
+OK, LEVEL, SUBNORMAL = 0, 1, 2
+_SMALLEST_NORMAL = np.float32(2.0**-126)
+_CLIP = np.float32(4.0 * MAX_LEVEL)  # out-of-range levels stay out of range (no int wrap)
+_FP16_MAX = 65504.0
+# fp16's spacing for each float32 biased exponent: 2^(e - 127 - 10) for fp16's normal range
+# (e >= 113), its subnormal spacing 2^-24 below.
+FP16_QUANTUM = np.ldexp(1.0, np.maximum(np.arange(256), 113) - 137)
+
+
+# The scalar helpers below are single expressions: numba compiles a function with several
+# return statements into branches that LLVM no longer turns into selects, which costs a
+# per-element loop twice its time.
+
+
+@numba.njit(cache=True)
+def release_value(b: np.float32, v: int, unit: np.float32) -> np.float32:
+    """The released float32 of base value `b` at scaled level v = 64 q - offset sign(r):
+    `b` itself where v == 0, else float32(v) * unit + b, one rounding per operation."""
+    return b if v == 0 else np.float32(v) * unit + b
+
+
+@numba.njit(cache=True)
+def scaled_level(q: int, r: int, offset: int) -> int:
+    """64 q, moved `offset` 64ths of a step toward the prediction when the residual r != 0."""
+    return q * OFFSET_UNIT - (offset if r > 0 else (-offset if r < 0 else 0))
+
+
+@numba.njit(cache=True)
+def predicted(product: np.float64, ratio: np.float64) -> tuple[int, bool]:
+    """(integer prediction, whether it was rounded up) from the factors' exact product:
+    rint(product * ratio), clipped to the level range (lowrank.py)."""
+    p = product * ratio
+    rounded = np.rint(p)
+    return np.int64(min(max(rounded, -MAX_LEVEL), MAX_LEVEL)), rounded > p
+
+
+@numba.njit(cache=True)
+def _residual(delta: np.float32, p: int, inverse: np.float32, deadzone: np.float32) -> int:
+    """round(delta / step - p) (through the step's float32 inverse), shrinking |.| by
+    `deadzone` first (0: round to nearest; rounding is symmetric, so rounding |x| and
+    restoring the sign is rounding x)."""
+    scaled = min(max(delta * inverse - np.float32(p), -_CLIP), _CLIP)
+    return np.int64(np.copysign(np.rint(max(abs(scaled) - deadzone, np.float32(0))), scaled))
+
+
+@numba.njit(cache=True)
+def _zigzag(value: int) -> np.uint64:
+    return np.uint64(value * 2) if value >= 0 else np.uint64(-2 * value - 1)
+
+
+@numba.njit(cache=True)
+def still_energy(step: np.float32) -> float:
+    """A row with less change (squared L2) than this quantizes to zeros at `step`: every
+    |delta / step| < 0.49 (1 + 2^-23)^2 < 1/2 rounds to 0, deadzone or not."""
+    return np.float64(step) * np.float64(step) * 0.49 * 0.49
+
+
+# Optional arrays are None, not empty: numba compiles a version per combination with the
+# unused branches removed, which keeps the per-element loop lean.
+
+
+@numba.njit(cache=True, nogil=True)
+def quantize(
+    base: np.ndarray,
+    target: np.ndarray,
+    cols: int,
+    product: np.ndarray | None,
+    ratio: float,
+    step: np.float32,
+    deadzone: np.float32,
+    offset: int,
+    row_weight: np.ndarray | None,
+    released: np.ndarray | None,
+    symbols: np.ndarray | None,
+    cursor: int,
+    live: np.ndarray | None,
+    energy: np.ndarray | None,
+    error: float,
+) -> tuple[int, float, int]:
+    """Quantize rows of float32 `base`/`target` (row-major, `cols` wide) at `step` around the
+    prediction (`product` of the factors over these elements, or None), release, measure.
+
+    Optional outputs: `released` float32 values; the coded `symbols` (zigzag of the
+    residual, sign-flipped where the prediction was rounded up), written from `cursor` on,
+    and with `live` given only rows with a nonzero residual (`live[row]` says which).
+    `energy` (optional, without a prediction): each row's ||target - base||^2 as `scan` sums
+    it; a row whose whole change is under half a step quantizes to zeros, so it releases the
+    base and its error is its energy, without a pass over it.
+
+    Returns:
+        (status: OK, LEVEL (a level beyond MAX_LEVEL) or SUBNORMAL (a subnormal release);
+        `error` plus the sum of row_weight[row] * (released - target)^2 in float64, row by
+        row (weight 1 without `row_weight`), so that a tensor measured in row blocks sums
+        exactly as in one pass; the cursor after the symbols written).
+    """
+    rows = base.size // cols
+    unit = step / np.float32(OFFSET_UNIT)
+    inverse = np.float32(1) / step
+    k = cursor
+    still = still_energy(step)
+    for row in range(rows):
+        weight = 1.0 if row_weight is None else row_weight[row]
+        if product is None and energy is not None and energy[row] < still:
+            if released is not None:
+                released[row * cols : row * cols + cols] = base[row * cols : row * cols + cols]
+            if live is not None:
+                live[row] = False
+            error += weight * energy[row]
+            continue
+        row_error = 0.0
+        start = k
+        moved = False
+        for j in range(row * cols, row * cols + cols):
+            b = base[j]
+            t = target[j]
+            if product is None:
+                p, flip = 0, False
+            else:
+                p, flip = predicted(product[j], ratio)
+            r = _residual(t - b, p, inverse, deadzone)
+            q = p + r
+            if abs(q) >= MAX_LEVEL:
+                return LEVEL, error, k
+            value = release_value(b, scaled_level(q, r, offset), unit)
+            if (value != 0) & (abs(value) < _SMALLEST_NORMAL):
+                return SUBNORMAL, error, k
+            if released is not None:
+                released[j] = value
+            diff = np.float64(value) - np.float64(t)
+            row_error += diff * diff
+            moved |= r != 0
+            if symbols is not None:
+                symbols[k] = _zigzag(-r if flip else r)
+                k += 1
+        error += weight * row_error
+        if live is not None:
+            live[row] = moved
+            if not moved:
+                k = start
+    return OK, error, k
+
+
+@numba.njit(cache=True, nogil=True)
+def release_rows(
+    base: np.ndarray,
+    cols: int,
+    product: np.ndarray | None,
+    ratio: float,
+    step: np.float32,
+    offset: int,
+    live: np.ndarray,
+    symbols: np.ndarray,
+    cursor: int,
+    out: np.ndarray,
+) -> tuple[int, int]:
+    """The decoder's side of `quantize`: released float32 values of these rows into `out`,
+    from the prediction and the coded symbols of the live rows (read from `cursor`; rows
+    that are not live have residual 0). Returns (status OK or LEVEL, the cursor after)."""
+    rows = base.size // cols
+    unit = step / np.float32(OFFSET_UNIT)
+    k = cursor
+    for row in range(rows):
+        coded = live[row]
+        if not coded and product is None:
+            out[row * cols : row * cols + cols] = base[row * cols : row * cols + cols]
+            continue
+        for j in range(row * cols, row * cols + cols):
+            if product is None:
+                p, flip = 0, False
+            else:
+                p, flip = predicted(product[j], ratio)
+            r = 0
+            if coded:
+                zig = np.int64(symbols[k])
+                k += 1
+                r = (zig >> 1) ^ -(zig & 1)  # un-zigzag
+                r = -r if flip else r
+            q = p + r
+            if abs(q) >= MAX_LEVEL:
+                return LEVEL, k
+            out[j] = release_value(base[j], scaled_level(q, r, offset), unit)
+    return OK, k
+
+
+@numba.njit(cache=True, nogil=True)
+def fp16_rows(
+    values: np.ndarray,
+    bits: np.ndarray,
+    base: np.ndarray,
+    cols: int,
+    quantum: np.ndarray,
+    rounding: np.ndarray,
+    change: np.ndarray,
+) -> bool:
+    """Per row: ||values - fp16(values)||^2 into `rounding`, ||values - base||^2 into
+    `change` (float64); False (and stops) at the first value that is not finite or that fp16
+    cannot hold. `bits` are the values' float32 words, `quantum[e]` fp16's spacing at float32
+    biased exponent e (FP16_QUANTUM): rounding to a multiple of it, ties to even, is IEEE's
+    conversion to fp16, and in float64 every step of it is exact."""
+    for row in range(values.size // cols):
+        lost = 0.0
+        moved = 0.0
+        for j in range(row * cols, row * cols + cols):
+            magnitude = bits[j] & np.uint32(0x7FFFFFFF)
+            step = quantum[magnitude >> np.uint32(23)]
+            v = np.float64(values[j])
+            r = np.rint(v / step) * step
+            if magnitude >= np.uint32(0x7F800000) or abs(r) > _FP16_MAX:
+                return False
+            lost += (v - r) * (v - r)
+            moved += (v - np.float64(base[j])) * (v - np.float64(base[j]))
+        rounding[row] = lost
+        change[row] = moved
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def scan(base: np.ndarray, target: np.ndarray, cols: int, energy: np.ndarray) -> bool:
+    """||target - base||^2 of each row into `energy` (float64, summed in row order); whether
+    every value of both is finite and none subnormal (what the lossy codec can carry)."""
+    normal = True
+    for row in range(base.size // cols):
+        total = 0.0
+        for j in range(row * cols, row * cols + cols):
+            b = base[j]
+            t = target[j]
+            diff = np.float64(t) - np.float64(b)
+            total += diff * diff
+            normal &= _normal_or_zero(b) & _normal_or_zero(t)
+        energy[row] = total
+    return normal
+
+
+@numba.njit(cache=True)
+def _normal_or_zero(value: np.float32) -> bool:
+    return (abs(value) < np.inf) & ((abs(value) >= _SMALLEST_NORMAL) | (value == 0))
+
+
+__all__ = [
+    "FP16_QUANTUM", "LEVEL", "MAX_LEVEL", "OFFSET_UNIT", "OK", "SUBNORMAL", "fp16_rows",
+    "predicted", "quantize", "release_rows", "release_value", "scaled_level", "scan",
+    "still_energy",
+]  # fmt: skip
