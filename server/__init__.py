@@ -1,8 +1,9 @@
 """fedota.server: the coordinator.
 
 `Coordinator.start(Settings(...))` prepares the data directory (fleet CA, server certificate,
-first admin token), migrates the database, and serves the Fleet and Admin gRPC services on a
-public TLS port and an mTLS device port until `stop()`.
+first admin token), migrates the database and the signed update metadata, and serves the Fleet,
+Admin and Updates gRPC services on a public TLS port and an mTLS device port (Updates on the
+device port only), plus the read-only TUF repository over HTTP, until `stop()`.
 """
 
 from fedota.server.app import Coordinator

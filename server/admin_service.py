@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+from collections.abc import Callable, Iterator
 
 import grpc
 
 from fedota.protos.v1 import admin_pb2, device_pb2, releases_pb2
-from fedota.server import cohorts, devices, enrollment_tokens
+from fedota.server import cohorts, devices, enrollment_tokens, rollouts
+from fedota.server.audit import Actor
 from fedota.server.auth import OperatorIdentity, authenticate_operator, authorization_header
 from fedota.server.registry import keys, models, releases
+from fedota.server.rollouts.messages import request_thresholds, rollout_message
+from fedota.server.rollouts.views import RolloutView
 from fedota.server.runtime import Runtime
+from fedota.storage.db import Database
 from fedota.storage.models import Role
 
 
@@ -135,3 +140,66 @@ class AdminService:
     ) -> releases_pb2.RotateKeyResponse:
         who = self._operator(context, Role.ADMIN, "rotating a signing key")
         return keys.rotate_key(self._runtime, who.actor, request)
+
+    # -- staged rollouts ----------------------------------------------------------------------
+
+    def CreateRollout(
+        self, request: releases_pb2.CreateRolloutRequest, context: grpc.ServicerContext
+    ) -> releases_pb2.Rollout:
+        who = self._operator(context, Role.OPERATOR, "creating a rollout")
+        view = rollouts.create(
+            self._runtime.database,
+            who.actor,
+            release=request.release,
+            cohort=request.cohort,
+            stage_percents=list(request.stage_percents),
+            thresholds=request_thresholds(request),
+            now=self._runtime.clock(),
+        )
+        return rollout_message(view)
+
+    def ListRollouts(
+        self, request: releases_pb2.ListRolloutsRequest, context: grpc.ServicerContext
+    ) -> releases_pb2.ListRolloutsResponse:
+        self._operator(context, Role.VIEWER, "listing rollouts")
+        views = rollouts.list_rollouts(self._runtime.database)
+        return releases_pb2.ListRolloutsResponse(rollouts=[rollout_message(v) for v in views])
+
+    def GetRollout(
+        self, request: releases_pb2.RolloutRef, context: grpc.ServicerContext
+    ) -> releases_pb2.Rollout:
+        self._operator(context, Role.VIEWER, "showing a rollout")
+        return rollout_message(rollouts.get(self._runtime.database, request.id))
+
+    def PauseRollout(
+        self, request: releases_pb2.RolloutRef, context: grpc.ServicerContext
+    ) -> releases_pb2.Rollout:
+        return self._move(rollouts.pause, "pausing a rollout", request, context)
+
+    def ResumeRollout(
+        self, request: releases_pb2.RolloutRef, context: grpc.ServicerContext
+    ) -> releases_pb2.Rollout:
+        return self._move(rollouts.resume, "resuming a rollout", request, context)
+
+    def AbortRollout(
+        self, request: releases_pb2.RolloutRef, context: grpc.ServicerContext
+    ) -> releases_pb2.Rollout:
+        return self._move(rollouts.abort, "aborting a rollout", request, context)
+
+    def RollbackRollout(
+        self, request: releases_pb2.RolloutRef, context: grpc.ServicerContext
+    ) -> releases_pb2.Rollout:
+        return self._move(rollouts.rollback, "rolling back a rollout", request, context)
+
+    def _move(
+        self,
+        move: Callable[[Database, Actor, str, str, dt.datetime], RolloutView],
+        what: str,
+        request: releases_pb2.RolloutRef,
+        context: grpc.ServicerContext,
+    ) -> releases_pb2.Rollout:
+        who = self._operator(context, Role.OPERATOR, what)
+        view = move(
+            self._runtime.database, who.actor, request.id, request.reason, self._runtime.clock()
+        )
+        return rollout_message(view)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from fedota.protos.v1 import admin_pb2, fleet_pb2
+from fedota.protos.v1 import admin_pb2, fleet_pb2, updates_pb2
 from fedota.server import bootstrap as boot
 from fedota.server.admin_service import AdminService
 from fedota.server.config import Address, Limits, Settings
@@ -39,11 +40,14 @@ from fedota.server.releases import (
     CoordinatorSecretError,
     MetadataStore,
     SigningKeyError,
+    TufConfig,
     TufRepositoryError,
 )
 from fedota.server.rpc import add_service
 from fedota.server.runtime import Runtime
 from fedota.server.updates.http import RepositoryHTTPServer
+from fedota.server.updates.resigning import Resigner
+from fedota.server.updates.service import UpdatesService
 from fedota.storage import migrate
 from fedota.storage.db import Database, default_url
 from fedota.storage.errors import SchemaOutOfDate
@@ -54,6 +58,8 @@ logger = logging.getLogger("fedota.server")
 
 FLEET_SERVICE = fleet_pb2.DESCRIPTOR.services_by_name["Fleet"]
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["Admin"]
+UPDATES_SERVICE = updates_pb2.DESCRIPTOR.services_by_name["Updates"]
+SERVICES = (FLEET_SERVICE, ADMIN_SERVICE, UPDATES_SERVICE)
 # Inside the data directory: the content-addressed blobs, and scratch space for uploads/builds.
 BLOBS_DIR = "blobs"
 WORK_DIR = "work"
@@ -107,7 +113,7 @@ def _sans(extra: tuple[str, ...]) -> list[x509.GeneralName]:
 
 
 def _update_metadata(
-    database: Database, blobs: LocalBlobStore, data_dir: Path, now: dt.datetime
+    database: Database, blobs: LocalBlobStore, data_dir: Path, config: TufConfig, now: dt.datetime
 ) -> MetadataStore:
     """The TUF repository, initialised (a key per role, first metadata) on the first start.
 
@@ -115,7 +121,8 @@ def _update_metadata(
         StartupError: the signing secret is unusable, or the stored metadata or keys are.
     """
     try:
-        store = MetadataStore(database, blobs, CoordinatorSecret.load_or_create(data_dir))
+        secret = CoordinatorSecret.load_or_create(data_dir)
+        store = MetadataStore(database, blobs, secret, config)
         store.load_or_initialize(now)
     except (CoordinatorSecretError, SigningKeyError, TufRepositoryError) as exc:
         raise StartupError(f"update signing: {exc}") from exc
@@ -158,21 +165,18 @@ def _new_server(limits: Limits) -> grpc.Server:
 
 
 def _add_services(server: grpc.Server, runtime: Runtime) -> health.HealthServicer:
-    """Fleet, Admin, health checking (all SERVING) and reflection; returns the health servicer."""
+    """Fleet, Admin, Updates, health checking (all SERVING) and reflection; returns the health
+    servicer."""
     add_service(server, FLEET_SERVICE, FleetService(runtime))
     add_service(server, ADMIN_SERVICE, AdminService(runtime))
+    add_service(server, UPDATES_SERVICE, UpdatesService(runtime))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", FLEET_SERVICE.full_name, ADMIN_SERVICE.full_name):
+    names = tuple(service.full_name for service in SERVICES)
+    for name in ("", *names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        (
-            FLEET_SERVICE.full_name,
-            ADMIN_SERVICE.full_name,
-            health.SERVICE_NAME,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     return health_servicer
 
@@ -192,6 +196,8 @@ class Coordinator:
     limits: Limits
     data_dir: Path
     repository: RepositoryHTTPServer
+    # Re-signs update metadata before it expires.
+    resigner: Resigner
 
     @property
     def admin_token_path(self) -> Path:
@@ -199,8 +205,9 @@ class Coordinator:
         return self.data_dir / boot.ADMIN_TOKEN_FILE
 
     @classmethod
-    def start(cls, settings: Settings) -> Coordinator:
+    def start(cls, settings: Settings, *, clock: Callable[[], dt.datetime] = utcnow) -> Coordinator:
         """Prepare the data directory and database, bind both ports and start serving.
+        `clock` is what every call and the re-signing thread take as now (tests move it).
 
         Raises:
             StartupError: unusable data directory, database or address; CA files that do not
@@ -218,14 +225,20 @@ class Coordinator:
             logger.warning("data directory %s is open to other users; 0700 is safer", data_dir)
         database = _open_database(settings.db_url or default_url(data_dir), settings.migrate)
         try:
-            return cls._start(settings, data_dir, database)
+            return cls._start(settings, data_dir, database, clock)
         except BaseException:
             database.dispose()
             raise
 
     @classmethod
-    def _start(cls, settings: Settings, data_dir: Path, database: Database) -> Coordinator:
-        limits, now = settings.limits, utcnow()
+    def _start(
+        cls,
+        settings: Settings,
+        data_dir: Path,
+        database: Database,
+        clock: Callable[[], dt.datetime],
+    ) -> Coordinator:
+        limits, now = settings.limits, clock()
         sans = _sans(settings.sans)
         has_ca = (data_dir / CA_KEY).exists() or (data_dir / CA_CERT).exists()
         boot.check_ca_matches(database, data_dir, has_ca, None)
@@ -252,6 +265,7 @@ class Coordinator:
 
         server = _new_server(limits)
         repository: RepositoryHTTPServer | None = None
+        resigner: Resigner | None = None
         try:
             # Bound before bootstrap, so a busy port leaves the database as it was.
             pair = [(key_pem, chain_pem)]
@@ -271,7 +285,7 @@ class Coordinator:
                 raise StartupError(
                     f"cannot write to data directory {data_dir}: {exc.strerror or exc}"
                 ) from exc
-            tuf = _update_metadata(database, blobs, data_dir, now)
+            tuf = _update_metadata(database, blobs, data_dir, settings.tuf, now)
             runtime = Runtime(
                 database,
                 ca,
@@ -280,11 +294,16 @@ class Coordinator:
                 blobs,
                 work_dir,
                 tuf,
+                clock,
             )
             health_servicer = _add_services(server, runtime)
             repository.start(runtime)
             server.start()
+            resigner = Resigner(tuf, clock)
+            resigner.start()
         except BaseException:
+            if resigner is not None:
+                resigner.stop()
             server.stop(None)
             if repository is not None:
                 repository.stop()
@@ -300,6 +319,7 @@ class Coordinator:
             limits,
             data_dir,
             repository,
+            resigner,
         )
         logger.info(
             "serving: public %s, devices %s, update repository http://%s/",
@@ -313,6 +333,7 @@ class Coordinator:
         """Refuse new calls, let running ones finish for up to `grace` seconds (default: the
         limits' shutdown grace), then release the database."""
         self.health.enter_graceful_shutdown()
+        self.resigner.stop()
         self.repository.stop()
         self.server.stop(self.limits.shutdown_grace_seconds if grace is None else grace).wait()
         self.database.dispose()

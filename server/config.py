@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedota.server.releases.tuf_config import TufConfig
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -147,6 +149,8 @@ class Settings:
     sans: tuple[str, ...] = ()
     migrate: bool = True
     limits: Limits = field(default_factory=Limits)
+    # Expiry of each update-metadata role and when it is re-signed.
+    tuf: TufConfig = field(default_factory=TufConfig)
 
     def repository_address(self) -> Address:
         """The HTTP repository port to bind, resolving the default."""

@@ -16,6 +16,7 @@ from fedota.server.convert import STATE_TO_PROTO, timestamp
 from fedota.server.credentials import key_owner, new_credential
 from fedota.server.csr import DeviceKey, parse_device_csr
 from fedota.server.errors import InvalidArgument, KeyAlreadyEnrolled, Unauthenticated
+from fedota.server.releases import ROOT
 from fedota.server.runtime import Runtime
 from fedota.storage.models import ActorType, Device, DeviceState, EnrollmentToken
 from fedota.storage.types import new_id
@@ -93,10 +94,13 @@ def enroll(runtime: Runtime, request: fleet_pb2.EnrollRequest) -> fleet_pb2.Enro
     key = parse_device_csr(request.csr_pem, limits.max_csr_bytes)
     profile = validation.hardware_profile(request.hardware, limits)
     request_labels = validation.labels("labels", request.labels, limits)
+    # Read before anything is written: an unreadable repository refuses the call, not half of it.
+    # A root rotated meanwhile is harmless, the device walks to newer roots from any older one.
+    update_root = runtime.tuf.read(ROOT) or b""
     now = runtime.clock()
     try:
         with runtime.database.transaction() as session:
-            return _enroll(session, runtime, token, key, profile, request_labels, now)
+            response = _enroll(session, runtime, token, key, profile, request_labels, now)
     except IntegrityError as exc:
         # A concurrent enrollment of the same key won the unique constraint; ours rolled back.
         with runtime.database.session() as session:
@@ -104,6 +108,8 @@ def enroll(runtime: Runtime, request: fleet_pb2.EnrollRequest) -> fleet_pb2.Enro
         if owner is None:
             raise
         raise KeyAlreadyEnrolled(owner) from exc
+    response.update_root_json = update_root
+    return response
 
 
 def _enroll(

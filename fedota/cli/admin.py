@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from fedota.cli import _admin_registry, _admin_rollouts
 from fedota.cli import _admin_views as views
 from fedota.cli._admin_base import (
     Command,
@@ -91,6 +92,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         change = command(devices, verb, help_text, _state_change(method))
         change.add_argument("id", metavar="ID", help="device id")
         change.add_argument("--reason", default="", help="recorded in the audit log")
+
+    _admin_registry.register(groups)
+    _admin_rollouts.register(groups)
 
 
 def _cohorts_create(args: argparse.Namespace, client: AdminClient) -> None:

@@ -121,6 +121,41 @@ class AdminStub:
                 request_serializer=fedota_dot_v1_dot_releases__pb2.RotateKeyRequest.SerializeToString,
                 response_deserializer=fedota_dot_v1_dot_releases__pb2.RotateKeyResponse.FromString,
                 _registered_method=True)
+        self.CreateRollout = channel.unary_unary(
+                '/fedota.v1.Admin/CreateRollout',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.CreateRolloutRequest.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+                _registered_method=True)
+        self.ListRollouts = channel.unary_unary(
+                '/fedota.v1.Admin/ListRollouts',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.ListRolloutsRequest.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.ListRolloutsResponse.FromString,
+                _registered_method=True)
+        self.GetRollout = channel.unary_unary(
+                '/fedota.v1.Admin/GetRollout',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+                _registered_method=True)
+        self.PauseRollout = channel.unary_unary(
+                '/fedota.v1.Admin/PauseRollout',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+                _registered_method=True)
+        self.ResumeRollout = channel.unary_unary(
+                '/fedota.v1.Admin/ResumeRollout',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+                _registered_method=True)
+        self.AbortRollout = channel.unary_unary(
+                '/fedota.v1.Admin/AbortRollout',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+                _registered_method=True)
+        self.RollbackRollout = channel.unary_unary(
+                '/fedota.v1.Admin/RollbackRollout',
+                request_serializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -231,6 +266,50 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateRollout(self, request, context):
+        """Staged rollouts of a release to a cohort.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRollouts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRollout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseRollout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeRollout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortRollout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackRollout(self, request, context):
+        """Sends the devices this rollout updated back to the version they ran before it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -318,6 +397,41 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RotateKey,
                     request_deserializer=fedota_dot_v1_dot_releases__pb2.RotateKeyRequest.FromString,
                     response_serializer=fedota_dot_v1_dot_releases__pb2.RotateKeyResponse.SerializeToString,
+            ),
+            'CreateRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRollout,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.CreateRolloutRequest.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.Rollout.SerializeToString,
+            ),
+            'ListRollouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRollouts,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.ListRolloutsRequest.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.ListRolloutsResponse.SerializeToString,
+            ),
+            'GetRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRollout,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.Rollout.SerializeToString,
+            ),
+            'PauseRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseRollout,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.Rollout.SerializeToString,
+            ),
+            'ResumeRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeRollout,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.Rollout.SerializeToString,
+            ),
+            'AbortRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortRollout,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.Rollout.SerializeToString,
+            ),
+            'RollbackRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackRollout,
+                    request_deserializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.FromString,
+                    response_serializer=fedota_dot_v1_dot_releases__pb2.Rollout.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -779,6 +893,195 @@ class Admin:
             '/fedota.v1.Admin/RotateKey',
             fedota_dot_v1_dot_releases__pb2.RotateKeyRequest.SerializeToString,
             fedota_dot_v1_dot_releases__pb2.RotateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/CreateRollout',
+            fedota_dot_v1_dot_releases__pb2.CreateRolloutRequest.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRollouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/ListRollouts',
+            fedota_dot_v1_dot_releases__pb2.ListRolloutsRequest.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.ListRolloutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/GetRollout',
+            fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/PauseRollout',
+            fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/ResumeRollout',
+            fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/AbortRollout',
+            fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/RollbackRollout',
+            fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
+            fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,7 +30,7 @@ class EnrollRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., csr_pem: _Optional[bytes] = ..., hardware: _Optional[_Union[_device_pb2.HardwareProfile, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("device_id", "state", "certificate_pem", "ca_certificate_pem", "certificate_expires_at", "device_host", "device_port", "heartbeat_interval_seconds")
+    __slots__ = ("device_id", "state", "certificate_pem", "ca_certificate_pem", "certificate_expires_at", "device_host", "device_port", "heartbeat_interval_seconds", "update_root_json")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class EnrollResponse(_message.Message):
     DEVICE_HOST_FIELD_NUMBER: _ClassVar[int]
     DEVICE_PORT_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_ROOT_JSON_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     state: _device_pb2.DeviceState
     certificate_pem: bytes
@@ -47,7 +48,8 @@ class EnrollResponse(_message.Message):
     device_host: str
     device_port: int
     heartbeat_interval_seconds: int
-    def __init__(self, device_id: _Optional[str] = ..., state: _Optional[_Union[_device_pb2.DeviceState, str]] = ..., certificate_pem: _Optional[bytes] = ..., ca_certificate_pem: _Optional[bytes] = ..., certificate_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_host: _Optional[str] = ..., device_port: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[int] = ...) -> None: ...
+    update_root_json: bytes
+    def __init__(self, device_id: _Optional[str] = ..., state: _Optional[_Union[_device_pb2.DeviceState, str]] = ..., certificate_pem: _Optional[bytes] = ..., ca_certificate_pem: _Optional[bytes] = ..., certificate_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_host: _Optional[str] = ..., device_port: _Optional[int] = ..., heartbeat_interval_seconds: _Optional[int] = ..., update_root_json: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("model_version", "uptime_seconds", "available_memory_bytes")

@@ -209,7 +209,7 @@ class RolloutStage(_message.Message):
     def __init__(self, index: _Optional[int] = ..., fraction: _Optional[float] = ..., state: _Optional[str] = ..., devices: _Optional[int] = ..., healthy: _Optional[int] = ..., failed: _Optional[int] = ..., in_progress: _Optional[int] = ..., rolled_back: _Optional[int] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("id", "release_id", "version", "cohort", "state", "success_threshold", "max_failure", "current_stage", "stages", "reason", "created_at", "finished_at", "created_by", "bytes_sent", "full_bytes")
+    __slots__ = ("id", "release_id", "version", "cohort", "state", "success_threshold", "max_failure", "current_stage", "stages", "reason", "created_at", "finished_at", "created_by", "bytes_sent", "full_bytes", "outlook", "rolled_back_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +225,8 @@ class Rollout(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
     FULL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OUTLOOK_FIELD_NUMBER: _ClassVar[int]
+    ROLLED_BACK_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     release_id: str
     version: str
@@ -240,7 +242,9 @@ class Rollout(_message.Message):
     created_by: str
     bytes_sent: int
     full_bytes: int
-    def __init__(self, id: _Optional[str] = ..., release_id: _Optional[str] = ..., version: _Optional[str] = ..., cohort: _Optional[str] = ..., state: _Optional[str] = ..., success_threshold: _Optional[float] = ..., max_failure: _Optional[float] = ..., current_stage: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[RolloutStage, _Mapping]]] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., bytes_sent: _Optional[int] = ..., full_bytes: _Optional[int] = ...) -> None: ...
+    outlook: str
+    rolled_back_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., release_id: _Optional[str] = ..., version: _Optional[str] = ..., cohort: _Optional[str] = ..., state: _Optional[str] = ..., success_threshold: _Optional[float] = ..., max_failure: _Optional[float] = ..., current_stage: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[RolloutStage, _Mapping]]] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., bytes_sent: _Optional[int] = ..., full_bytes: _Optional[int] = ..., outlook: _Optional[str] = ..., rolled_back_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateRolloutRequest(_message.Message):
     __slots__ = ("release", "cohort", "stage_percents", "success_threshold_percent", "max_failure_percent", "zero_failure_tolerance")

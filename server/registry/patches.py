@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -72,8 +73,14 @@ def patch_between(runtime: Runtime, base_id: str, target_id: str) -> Patch:
     return row
 
 
-def worth_shipping(patch: Patch, target: ModelArtifact) -> bool:
-    """Whether the patch is smaller than downloading the target whole."""
+class _Sized(Protocol):
+    @property
+    def size_bytes(self) -> int: ...
+
+
+def worth_shipping(patch: _Sized, target: _Sized) -> bool:
+    """Whether the patch (a Patch row) is smaller than downloading the target (a ModelArtifact
+    row or an ArtifactRef) whole."""
     return patch.size_bytes < target.size_bytes
 
 

@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from registry_bad_input import REGISTRY_CASES
+from rollouts_bad_input import ROLLOUT_CASES
 
 from fedota.protos.v1 import admin_pb2, device_pb2, fleet_pb2
 from fedota.server import Coordinator
@@ -484,6 +485,7 @@ for _verb in ("AcceptDevice", "RejectDevice", "RevokeDevice"):
 
 
 CASES += REGISTRY_CASES
+CASES += ROLLOUT_CASES
 
 
 def _serialized(payload: Any) -> bytes:
