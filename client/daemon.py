@@ -1,9 +1,14 @@
-"""The device daemon: enroll once, then heartbeat and renew the certificate until stopped.
+"""The device daemon: enroll once, then heartbeat, renew the certificate, install the model
+updates the coordinator assigns and serve the active model locally, until stopped.
 
 Built on the pieces below it: the pure schedule (`schedule`), the state directory (`store`), the
-transport seam (`transport`) and enrollment (`enrollment`). Transient failures (unreachable
-coordinator, deadlines, coordinator errors) are retried with backoff and never end the daemon;
-refusals of this identity (`DeviceRefused`, `CredentialRefused`, `CertificateExpired`) do.
+transport seam (`transport`), enrollment (`enrollment`), the update agent (`update.agent`, run
+by `update_loop` in a thread of its own once the device is accepted) and the local inference API
+(`local_api`). At start, before anything is served, an install a crash interrupted is finished or
+undone (`UpdateAgent.recover`); after an install the API swaps to the new model. Transient
+failures (unreachable coordinator, deadlines, coordinator errors) are retried with backoff and
+never end the daemon; refusals of this identity (`DeviceRefused`, `CredentialRefused`,
+`CertificateExpired`) do.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -38,10 +43,16 @@ from fedota.client.errors import (
 from fedota.client.hardware import available_memory_bytes
 from fedota.client.identity import Credentials, InvalidCredentials
 from fedota.client.keys import build_csr
+from fedota.client.local_api import LocalApi, LocalApiOptions, release_name
 from fedota.client.schedule import backoff_delay, jittered, renewal_due
 from fedota.client.store import Enrollment, StateStore
 from fedota.client.transport import FleetConnection
-from fedota.protos.v1 import fleet_pb2
+from fedota.client.update.agent import AgentConfig, UpdateAgent
+from fedota.client.update.apply_errors import SlotError
+from fedota.client.update.install import HealthCheckFn, InstallResult
+from fedota.client.update.slots import SlotStore
+from fedota.client.update_loop import UpdateLoop
+from fedota.protos.v1 import fleet_pb2, updates_pb2
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,8 @@ TRANSIENT = (CoordinatorUnavailable, CoordinatorFailed)
 # certificate keeps working until it expires.
 HEARTBEAT_TRANSIENT = (*TRANSIENT, RequestInvalid)
 RENEWAL_TRANSIENT = (*TRANSIENT, RequestInvalid, ProtocolError)
+# How long a stopping daemon waits for its update thread (an install is never cut on purpose).
+UPDATE_JOIN_SECONDS = 5.0
 
 
 class _Stopped(Exception):
@@ -66,12 +79,21 @@ class DaemonOptions:
     Attributes:
         enroll: how to enroll when the state directory holds no identity yet.
         heartbeat_interval: overrides the interval the coordinator names, seconds.
-        model_version: the registry model version the device runs ("" for none yet).
+        model_version: what the heartbeat names as the model while no slot holds one.
+        local_api: where to serve the active model (None: no local inference API).
+        updates: whether to ask for and install model updates once accepted.
+        agent: the update agent's limits.
+        health: the health check of a newly installed model (None: the built-in one with the
+            probes in the models directory).
     """
 
     enroll: EnrollOptions
     heartbeat_interval: float | None = None
     model_version: str = ""
+    local_api: LocalApiOptions | None = None
+    updates: bool = True
+    agent: AgentConfig | None = None
+    health: HealthCheckFn | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +131,18 @@ class Daemon:
         self._enrollment: Enrollment | None = None
         self._state: str | None = None
         self._started = time.monotonic()
+        self._slots = SlotStore(store.root)
+        self._agent = UpdateAgent(
+            store.root,
+            store.update_dir,
+            _DaemonChannel(self._live_connection),
+            config=options.agent,
+            health=options.health,
+        )
+        self._updates = UpdateLoop(self._agent, self._config, self._stop, self._installed)
+        self._local_api = (
+            LocalApi(store.root, options.local_api) if options.local_api is not None else None
+        )
 
     def stop(self) -> None:
         """Ask the daemon to stop; cancels any call in flight so it returns promptly."""
@@ -119,21 +153,32 @@ class Daemon:
             connection.close()
 
     def run(self) -> None:
-        """Enroll if needed, then heartbeat and renew until `stop()`.
+        """Recover the model slots, enroll if needed, serve the active model, then heartbeat,
+        renew and install updates until `stop()`.
 
         Raises:
-            StateError, TokenError: the state directory or the options are unusable.
+            StateError, TokenError: the state directory or the options are unusable (SlotsBusy:
+                another daemon runs on it; SlotError: its models are corrupt).
+            UsageError: the local inference API's socket path is too long.
             UntrustedCoordinator, EnrollmentRefused, AlreadyEnrolled, RequestInvalid,
             ProtocolError: enrollment was refused or its reply unusable.
             DeviceRefused, CredentialRefused, CertificateExpired: this identity is refused.
         """
         try:
+            self._agent.recover()
             interval = self._start(retry=True)
+            if self._local_api is not None:
+                self._local_api.start(self._slots.active())
             self._loop(interval)
         except _Stopped:
             pass
         finally:
+            self._stop.set()  # also when an error ends the run: the update thread follows
             self._close()
+            if not self._updates.join(UPDATE_JOIN_SECONDS):
+                log.warning("the update thread is still applying an update; leaving it")
+            if self._local_api is not None:
+                self._local_api.stop()
 
     def run_once(self) -> Status | None:
         """Enroll if needed and send one heartbeat (renewing if due); None if stopped meanwhile.
@@ -252,6 +297,20 @@ class Daemon:
             )
             if renew_at is None and self._renewal_due(response.renew_certificate):
                 renew_at = time.monotonic()
+            if self._options.updates and self._state == "accepted" and not self._updates.started:
+                self._updates.start()
+
+    def _installed(self, result: InstallResult) -> None:
+        """After an install (in the update thread): serve what is active now."""
+        if self._local_api is not None:
+            self._local_api.serve(result.active)
+
+    def _live_connection(self) -> FleetConnection:
+        with self._lock:
+            connection = self._connection
+        if connection is None:
+            raise CoordinatorUnavailable("connection closed", "the daemon is stopping")
+        return connection
 
     def _try_renewal(self, failures: int) -> tuple[float | None, int]:
         """One renewal attempt: when to try again (None when done) and the failure count."""
@@ -303,13 +362,23 @@ class Daemon:
         enrollment.credentials.check_not_expired(self._clock(), str(self._store))
         response = connection.heartbeat(
             fleet_pb2.HeartbeatRequest(
-                model_version=self._options.model_version,
+                model_version=self._model_version(),
                 uptime_seconds=int(time.monotonic() - self._started),
                 available_memory_bytes=available_memory_bytes(),
             )
         )
         self._note_state(enrollment.record.device_id, state_name(response.state))
         return response
+
+    def _model_version(self) -> str:
+        """`family@vN (variant)` of the active slot, else the configured name."""
+        try:
+            active = self._slots.active()
+        except SlotError:
+            active = None
+        if active is None:
+            return self._options.model_version
+        return f"{release_name(active)} ({active.target.variant})"
 
     def _note_state(self, device_id: str, state: str) -> None:
         if state in ("rejected", "revoked"):
@@ -369,6 +438,24 @@ class Daemon:
         if connection is None or self._enrollment is None:
             raise _Stopped
         return self._enrollment, connection
+
+
+class _DaemonChannel:
+    """The update agent's view of the daemon's connection, whichever is current."""
+
+    def __init__(self, connection: Callable[[], FleetConnection]) -> None:
+        self._connection = connection
+
+    def get_assignment(self, request: updates_pb2.GetAssignmentRequest) -> updates_pb2.Assignment:
+        return self._connection().get_assignment(request)
+
+    def report_status(
+        self, request: updates_pb2.ReportStatusRequest
+    ) -> updates_pb2.ReportStatusResponse:
+        return self._connection().report_status(request)
+
+    def fetch(self, path: str, offset: int) -> Iterator[updates_pb2.FetchChunk]:
+        return self._connection().fetch(path, offset)
 
 
 __all__ = ["Daemon", "DaemonOptions", "Status"]

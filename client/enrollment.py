@@ -7,6 +7,14 @@ refused with ALREADY_EXISTS, and `AlreadyEnrolled` tells the operator the way ou
 device, remove the state directory, enroll with a new token). The alternative, a fresh key per
 attempt, would leave an orphan pending device per crash and hide the problem. Nothing of the
 enrollment itself is written until the reply has been checked.
+
+The reply also carries the coordinator's TUF root (`update_root_json`), the trust anchor for model
+updates; it is stored (`install_trust_root`) before the identity is committed. A reply without
+one (a coordinator older than updates) or with an invalid one does not fail the enrollment: the
+coordinator has already certified the key, and refusing now would strand it. The device logs a
+warning and, on its first update pass, fetches the repository's first root over the mTLS device
+channel instead (`fedota.client.update.trust_bootstrap`), the same coordinator, authenticated by
+the same fleet CA, that would have sent it here.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from fedota.client.identity import Credentials, IdentityRecord, InvalidCredentia
 from fedota.client.keys import build_csr, private_key_pem
 from fedota.client.store import Enrollment, StateStore
 from fedota.client.transport import FleetConnection
+from fedota.client.update.trust import install_trust_root
+from fedota.client.update.trust_errors import TrustRootInvalid
 from fedota.protos.v1 import device_pb2, fleet_pb2
 from fedota.trust import (
     ENROLLMENT_KIND,
@@ -174,6 +184,7 @@ def enroll(
             "enroll again with a new token",
         ) from exc
     credentials = _check_reply(response, private_key_pem(key), ca_pem)
+    keep_update_root(store, response.update_root_json)
     device_host = response.device_host or options.coordinator.host
     record = IdentityRecord(
         device_id=response.device_id,
@@ -185,6 +196,31 @@ def enroll(
     store.commit_enrollment(record, credentials)
     interval = float(response.heartbeat_interval_seconds) or None
     return EnrollResult(Enrollment(record, credentials), state_name(response.state), interval)
+
+
+def keep_update_root(store: StateStore, root: bytes) -> bool:
+    """Store the coordinator's update trust root from an enrollment reply; False when there is
+    none to store (logged: updates then wait for the root the first update pass fetches).
+
+    Raises:
+        TrustStateError: (a StateError) the update directory cannot be written.
+    """
+    if not root:
+        log.warning(
+            "the coordinator sent no update trust root (it predates model updates); the first "
+            "update pass will fetch the repository's root over the device channel"
+        )
+        return False
+    try:
+        install_trust_root(store.update_dir, root)
+    except TrustRootInvalid as exc:
+        log.error(
+            "the coordinator's update trust root is unusable (%s); the first update pass will "
+            "fetch the repository's root over the device channel instead",
+            exc,
+        )
+        return False
+    return True
 
 
 def check_rerun(enrollment: Enrollment, options: EnrollOptions) -> None:
@@ -255,4 +291,12 @@ def _check_reply(response: fleet_pb2.EnrollResponse, key_pem: bytes, ca_pem: byt
         raise ProtocolError(f"the coordinator's enrollment reply is unusable: {exc}") from exc
 
 
-__all__ = ["EnrollOptions", "EnrollResult", "bootstrap_ca", "check_rerun", "enroll", "state_name"]
+__all__ = [
+    "EnrollOptions",
+    "EnrollResult",
+    "bootstrap_ca",
+    "check_rerun",
+    "enroll",
+    "keep_update_root",
+    "state_name",
+]

@@ -7,6 +7,9 @@ Layout (directory 0700, files 0600):
     device.crt     the current device certificate, PEM
     ca.crt         the fleet CA certificate, PEM
     identity.json  device id, coordinator, device endpoint, enrollment time, hardware class
+    update/        the update trust root and verified TUF metadata, downloads in progress and
+                   the update agent's records (`fedota.client.update`)
+    models/        the A/B model slots (`fedota.client.update.slots`)
 
 Every file is written to a temp file in the directory (mode set before the first byte), fsynced,
 renamed over the old one, and the directory fsynced. An enrollment spans three files, so it is
@@ -37,6 +40,7 @@ CERTIFICATE_FILE = "device.crt"
 CA_FILE = "ca.crt"
 IDENTITY_FILE = "identity.json"
 JOURNAL_FILE = "enrollment.journal"
+UPDATE_DIR = "update"
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
@@ -59,6 +63,11 @@ class StateStore:
 
     def __str__(self) -> str:
         return str(self.root)
+
+    @property
+    def update_dir(self) -> Path:
+        """Where the device keeps its update trust root, metadata and downloads."""
+        return self.root / UPDATE_DIR
 
     def load(self) -> Enrollment | None:
         """The enrollment the directory holds, or None when it holds none yet. Writes nothing.
@@ -265,6 +274,7 @@ __all__ = [
     "JOURNAL_FILE",
     "KEY_FILE",
     "PUBLIC_KEY_FILE",
+    "UPDATE_DIR",
     "Enrollment",
     "StateStore",
 ]

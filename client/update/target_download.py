@@ -155,6 +155,10 @@ class _HashingSink:
         for hasher in self._hashers.values():
             hasher.update(data)
         written = self._file.write(data)
+        # Handed to the OS chunk by chunk: a daemon killed mid-download resumes from all of it.
+        flush = getattr(self._file, "flush", None)
+        if flush is not None:
+            flush()
         self._received += len(data)
         if self._progress is not None:
             self._progress(self._received, self._length)

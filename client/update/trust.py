@@ -35,6 +35,7 @@ from fedota.client.update.trust_errors import (
     OversizedData,
     TargetInfoInvalid,
     TargetNotSigned,
+    TrustRootInvalid,
     TrustStateError,
     translate,
 )
@@ -121,8 +122,8 @@ def install_trust_root(update_dir: Path, root: bytes) -> None:
     """Make `root` the device's trust anchor (`trusted_root.json`), replacing any earlier one.
 
     Raises:
-        TrustStateError: `root` is not a TUF root signed by its own threshold of keys, or the
-            directory cannot be written.
+        TrustRootInvalid: `root` is not a TUF root signed by its own threshold of keys.
+        TrustStateError: the directory cannot be written.
     """
     _verify_self_signed(root)
     try:
@@ -291,12 +292,17 @@ def _verify_self_signed(root: bytes) -> None:
     try:
         md = Metadata[Root].from_bytes(root)
         if not isinstance(md.signed, Root):
-            raise TrustStateError(f"the trusted root is {md.signed.type!r} metadata, not a root")
+            raise TrustRootInvalid(f"the trusted root is {md.signed.type!r} metadata, not a root")
         md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
     except (DeserializationError, tuf_errors.RepositoryError, ValueError) as e:
-        raise TrustStateError(
+        raise TrustRootInvalid(
             f"the trusted root is not a valid, self-signed TUF root: {e}"
         ) from None
+
+
+def has_trust_root(update_dir: Path) -> bool:
+    """Whether `update_dir` holds a trust anchor (not checked: `TrustedUpdates` checks it)."""
+    return (Path(update_dir) / TRUSTED_ROOT_FILE).is_file()
 
 
 def _ensure_dir(path: Path) -> None:
@@ -314,5 +320,6 @@ __all__ = [
     "SignedTarget",
     "TrustConfig",
     "TrustedUpdates",
+    "has_trust_root",
     "install_trust_root",
 ]

@@ -77,6 +77,10 @@ class TrustStateError(StateError):
     """The device's trusted root is missing or invalid, or its metadata cannot be written."""
 
 
+class TrustRootInvalid(TrustStateError):
+    """A trust root offered to the device is not a TUF root signed by its own threshold."""
+
+
 _RULES: tuple[tuple[type[Exception], type[RepositoryRejected], str], ...] = (
     (
         tuf_errors.UnsignedMetadataError,
@@ -128,6 +132,7 @@ __all__ = [
     "SignatureRejected",
     "TargetInfoInvalid",
     "TargetNotSigned",
+    "TrustRootInvalid",
     "TrustStateError",
     "VersionRejected",
     "translate",

@@ -2,7 +2,9 @@
 
 Everything runs as real processes on loopback ports in a temporary directory: the coordinator
 starts on embedded defaults (SQLite), an enrollment token is minted, the daemons enroll, the
-operator accepts them, the fleet table is shown, and every process is stopped again.
+operator accepts them and the fleet table is shown; then two model versions are released and
+rolled out to the daemons (the second by patch), each daemon answers inference from it, and
+every process is stopped again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 from fedota.cli.errors import EXIT_FAILURE, CliError
 
 HARDWARE_CLASSES = ("fp32", "int8", "int4")
+# The daemons ask for updates this often, so a rollout completes in seconds.
+UPDATE_INTERVAL = "1s"
 ACCEPTED_LINE = re.compile(r"accepted")
 
 
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 def _demo(root: Path, device_count: int, timeout: float) -> int:
     from rich.console import Console
 
+    from fedota.cli._demo_updates import ship_two_versions
     from fedota.cli._local_fleet import (
         LocalCoordinator,
         ProcessFailed,
@@ -99,6 +104,7 @@ def _demo(root: Path, device_count: int, timeout: float) -> int:
                     extra_args=[
                         *("--hardware-class", hardware_class),
                         *("--label", f"site=lab-{index % 2}"),
+                        *("--update-interval", UPDATE_INTERVAL),
                     ],
                 )
                 running.append(daemon)
@@ -115,11 +121,14 @@ def _demo(root: Path, device_count: int, timeout: float) -> int:
 
             console.print("[bold]5.[/] the fleet")
             console.print(run_admin(coordinator, "devices", "list"), end="")
+
+            states = [root / f"device-{index + 1}" for index in range(device_count)]
+            ship_two_versions(console, coordinator, states, root, timeout)
         except ProcessFailed as exc:
             console.print(f"[red]demo failed:[/] {exc}")
             console.print(f"   logs: {logs}")
             return EXIT_FAILURE
-        console.print("[bold]6.[/] stopping every process")
+        console.print("[bold]10.[/] stopping every process")
     finally:
         unclean = [(p.name, status) for p in reversed(running) if (status := p.stop()) != 0]
     if unclean:

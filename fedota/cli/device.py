@@ -48,11 +48,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="device_command", metavar="COMMAND", required=True)
     run = commands.add_parser(
         "run",
-        help="enroll (first run) and heartbeat until stopped",
+        help="enroll (first run), heartbeat, install model updates and serve the model",
         description="Enroll with the coordinator on the first run, then heartbeat over mutual TLS "
-        "and renew the device certificate until stopped (SIGTERM or Ctrl-C exit 0). Exit codes: "
-        "2 bad input or state directory, 3 coordinator unreachable or untrusted, 4 refused "
-        "(token, device rejected or revoked, certificate expired).",
+        "and renew the device certificate until stopped (SIGTERM or Ctrl-C exit 0). Once "
+        "accepted, the daemon asks for model updates every --update-interval, installs them "
+        "into A/B slots (verified, health-checked, rolled back on failure) and serves the active "
+        "model on the local inference API (`fedota device infer --state DIR`). Exit codes: "
+        "2 bad input or state directory (or another daemon on it), 3 coordinator unreachable or "
+        "untrusted, 4 refused (token, device rejected or revoked, certificate expired).",
     )
     run.add_argument(
         "--coordinator",
@@ -91,9 +94,38 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="override the coordinator's heartbeat interval (e.g. 30s)",
     )
     run.add_argument(
+        "--update-interval",
+        type=parse_duration,
+        metavar="DURATION",
+        help="how often to ask for a model update once accepted (default: 30s)",
+    )
+    api = run.add_mutually_exclusive_group()
+    api.add_argument(
+        "--no-inference", action="store_true", help="do not serve the local inference API"
+    )
+    api.add_argument(
+        "--inference-socket",
+        type=Path,
+        metavar="PATH",
+        help="serve the local inference API here (default: DIR/inference.sock)",
+    )
+    run.add_argument(
+        "--inference-port",
+        type=int,
+        metavar="PORT",
+        help="also serve the local inference API on 127.0.0.1:PORT (0: any)",
+    )
+    run.add_argument(
+        "--names-file",
+        type=Path,
+        metavar="FILE",
+        help="names (one per line) the desensitiser replaces in examples apps submit",
+    )
+    run.add_argument(
         "--once",
         action="store_true",
-        help="enroll if needed, send one heartbeat, print the device id and state, exit",
+        help="enroll if needed, send one heartbeat, print the device id and state, exit "
+        "(no updates, no inference API)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     run.set_defaults(handler=_run)
@@ -241,7 +273,15 @@ def exit_code_for(exc: ClientError) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fedota.client import Daemon, DaemonOptions, Endpoint, EnrollOptions, StateStore
+    from fedota.client import (
+        Daemon,
+        DaemonConfig,
+        DaemonOptions,
+        Endpoint,
+        EnrollOptions,
+        StateStore,
+    )
+    from fedota.client.local_api import LocalApiOptions
 
     _configure_logging(args.verbose)
     coordinator_text = args.coordinator or os.environ.get(COORDINATOR_ENV)
@@ -253,6 +293,13 @@ def _run(args: argparse.Namespace) -> int:
     if len(labels) != len(args.label):
         raise CliError("--label: a key is given more than once")
     interval = args.heartbeat_interval.total_seconds() if args.heartbeat_interval else None
+    config = DaemonConfig()
+    if args.update_interval is not None:
+        config = DaemonConfig(update_interval=args.update_interval.total_seconds())
+    if args.inference_port is not None and not 0 <= args.inference_port <= 65535:
+        raise CliError(f"--inference-port: {args.inference_port} is not a port number")
+    serving = not (args.no_inference or args.once)
+    names = _read_names(args.names_file)
     options = DaemonOptions(
         enroll=EnrollOptions(
             coordinator=coordinator,
@@ -262,8 +309,15 @@ def _run(args: argparse.Namespace) -> int:
             labels=labels,
         ),
         heartbeat_interval=interval,
+        local_api=LocalApiOptions(
+            socket_path=args.inference_socket,
+            tcp_port=args.inference_port,
+            open_examples=lambda: _open_examples(args.state, names),
+        )
+        if serving
+        else None,
     )
-    daemon = Daemon(StateStore(args.state), options)
+    daemon = Daemon(StateStore(args.state), options, config)
     if args.once:
         status = _until_signalled(daemon, daemon.run_once)
         if status is not None:
@@ -271,6 +325,38 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     _until_signalled(daemon, daemon.run)
     return 0
+
+
+def _read_names(names_file: Path | None) -> list[str]:
+    if names_file is None:
+        return []
+    try:
+        lines = names_file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise CliError(f"--names-file: cannot read {names_file}: {exc.strerror}") from None
+    return [line.strip() for line in lines if line.strip()]
+
+
+def _open_examples(state: Path, names: list[str]) -> Any:
+    """The store of examples apps submit, in the (enrolled) state directory, as `device serve`
+    keeps it.
+
+    Raises:
+        StateError: the store cannot be opened.
+    """
+    from fedota.cli._serve import EXAMPLES_MAX_AGE, EXAMPLES_MAX_BYTES, EXAMPLES_NAME
+    from fedota.client import StateError
+    from fedota.client.data import Desensitizer, ExampleStore, StoreError
+
+    try:
+        return ExampleStore(
+            state / EXAMPLES_NAME,
+            max_bytes=EXAMPLES_MAX_BYTES,
+            max_age=EXAMPLES_MAX_AGE,
+            desensitizer=Desensitizer(names),
+        )
+    except (OSError, StoreError, ValueError) as exc:
+        raise StateError(f"the example store in {state}: {exc}") from None
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -298,6 +384,7 @@ def _status(args: argparse.Namespace) -> int:
             credentials.not_before, credentials.not_after, DaemonConfig().renew_fraction
         ).isoformat(),
         "public_key_sha256": credentials.key_sha256,
+        **_model_view(store),
     }
     if args.json:
         print(json.dumps(view, indent=2))
@@ -306,6 +393,32 @@ def _status(args: argparse.Namespace) -> int:
         for name, value in view.items():
             print(f"{name.replace('_', ' '):<{width}}  {value}")
     return 0
+
+
+def _model_view(store: Any) -> dict[str, str]:
+    """The active model and the update trust root, read from the state directory."""
+    from fedota.client import ClientError
+    from fedota.client.local_api import release_name
+    from fedota.client.update import SlotStore
+    from fedota.client.update.trust import has_trust_root
+
+    try:
+        active = SlotStore(store.root).active()
+    except ClientError as exc:
+        model = {"model": f"unreadable: {exc}"}
+    else:
+        model = (
+            {"model": "none yet"}
+            if active is None
+            else {
+                "model": release_name(active),
+                "model_variant": active.target.variant,
+                "model_content_sha256": active.content_sha256,
+                "model_installed_at": active.installed_at,
+            }
+        )
+    root = "present" if has_trust_root(store.update_dir) else "missing (fetched on the next update)"
+    return {**model, "update_trust_root": root}
 
 
 def _read_ca(path: Path) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
 def test_demo_enrolls_accepts_and_stops_everything(tmp_path: Path) -> None:
@@ -17,12 +17,15 @@ def test_demo_enrolls_accepts_and_stops_everything(tmp_path: Path) -> None:
         [sys.executable, "-m", "fedota", "demo", "--devices", "2", "--keep", str(kept)],
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=220,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    fleet_table = done.stdout.split("5.", 1)[1]
+    fleet_table = done.stdout.split("5.", 1)[1].split("6.", 1)[0]
     assert fleet_table.count("accepted") == 2
+    # Both devices got version 1 whole, then version 2 by patch, and answer from it.
+    assert done.stdout.count("digits@v2") >= 4
+    assert "% of full)" in done.stdout
     assert "stopped cleanly" in done.stdout
     for device in ("device-1", "device-2"):
         assert (kept / device / "identity.json").is_file()
