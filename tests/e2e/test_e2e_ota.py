@@ -143,3 +143,49 @@ def test_three_daemons_go_from_v1_to_v2_by_patch_and_answer_from_v2(
     for _, state in daemons:
         served = _served(state)
         assert served["version"].startswith("digits@v2")
+
+
+def test_a_daemon_killed_during_a_rollout_restarts_on_a_verified_model_and_the_rollout_completes(
+    fleet: tuple[LocalCoordinator, list[tuple[LocalProcess, Path]]],
+    demo_models: DemoModels,
+    tmp_path: Path,
+) -> None:
+    coordinator, daemons = fleet
+    victim, state = daemons[0]
+    run_admin(coordinator, "models", "import", str(demo_models.base), "--family", "digits")
+    run_admin(coordinator, "releases", "create", "digits@v1", timeout=300)
+    created = json.loads(
+        run_admin(
+            coordinator,
+            "rollouts",
+            "create",
+            "digits@v1",
+            "--cohort",
+            "default",
+            "--stages",
+            "100%",
+            "--json",
+        )
+    )
+
+    # Whatever step its update pass is at (asking, downloading, applying), a power cut.
+    time.sleep(0.5)
+    victim.kill()
+    restarted = start_device(
+        "device-1-restarted",
+        coordinator.public_address,
+        "",
+        state,
+        log_dir=tmp_path / "logs",
+        extra_args=["--update-interval", UPDATE_INTERVAL],
+    )
+    daemons.append((restarted, state))
+
+    _wait_until(
+        lambda: _rollout(coordinator, created["id"])["state"] == "completed",
+        "the rollout to complete after the restart",
+    )
+    stages = _rollout(coordinator, created["id"])["stages"]
+    assert sum(int(stage.get("healthy", 0)) for stage in stages) == 3
+    assert sum(int(stage.get("failed", 0)) for stage in stages) == 0
+    assert _served(state)["version"] == "digits@v1"
