@@ -40,6 +40,7 @@ from fedota.client.errors import (
     ProtocolError,
     RequestInvalid,
 )
+from fedota.client.federation.membership import Membership
 from fedota.client.hardware import available_memory_bytes
 from fedota.client.identity import Credentials, InvalidCredentials
 from fedota.client.keys import build_csr
@@ -85,6 +86,7 @@ class DaemonOptions:
         agent: the update agent's limits.
         health: the health check of a newly installed model (None: the built-in one with the
             probes in the models directory).
+        federation: whether to run a Flower SuperNode when the coordinator names a federation.
     """
 
     enroll: EnrollOptions
@@ -94,6 +96,7 @@ class DaemonOptions:
     updates: bool = True
     agent: AgentConfig | None = None
     health: HealthCheckFn | None = None
+    federation: bool = True
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class Daemon:
         self._state: str | None = None
         self._started = time.monotonic()
         self._slots = SlotStore(store.root)
+        self._membership: Membership | None = None
         self._agent = UpdateAgent(
             store.root,
             store.update_dir,
@@ -179,6 +183,8 @@ class Daemon:
                 log.warning("the update thread is still applying an update; leaving it")
             if self._local_api is not None:
                 self._local_api.stop()
+            if self._membership is not None:
+                self._membership.stop()
 
     def run_once(self) -> Status | None:
         """Enroll if needed and send one heartbeat (renewing if due); None if stopped meanwhile.
@@ -299,6 +305,23 @@ class Daemon:
                 renew_at = time.monotonic()
             if self._options.updates and self._state == "accepted" and not self._updates.started:
                 self._updates.start()
+            self._follow_federation(response)
+
+    def _follow_federation(self, response: fleet_pb2.HeartbeatResponse) -> None:
+        """Run the SuperNode where the coordinator says the federation is (none: stop it)."""
+        if not self._options.federation or self._enrollment is None:
+            return
+        superlink = None
+        if response.federation_port:
+            host = response.federation_host or self._enrollment.record.device_endpoint.host
+            superlink = Endpoint(host, response.federation_port)
+        if self._membership is None:
+            if superlink is None:
+                return
+            self._membership = Membership(
+                self._store.root, self._enrollment.credentials.key_pem, self._store.ca_path
+            )
+        self._membership.follow(superlink)
 
     def _installed(self, result: InstallResult) -> None:
         """After an install (in the update thread): serve what is active now."""

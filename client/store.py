@@ -65,6 +65,11 @@ class StateStore:
         return str(self.root)
 
     @property
+    def ca_path(self) -> Path:
+        """The fleet CA certificate the device trusts (its SuperNode dials the SuperLink too)."""
+        return self.root / CA_FILE
+
+    @property
     def update_dir(self) -> Path:
         """Where the device keeps its update trust root, metadata and downloads."""
         return self.root / UPDATE_DIR

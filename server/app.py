@@ -26,6 +26,7 @@ from fedota.server import bootstrap as boot
 from fedota.server.admin_service import AdminService
 from fedota.server.config import Address, Limits, Settings
 from fedota.server.errors import StartupError
+from fedota.server.federation.running import Federation
 from fedota.server.files import ensure_private_dir
 from fedota.server.fleet_service import FleetService
 from fedota.server.pki import (
@@ -198,6 +199,8 @@ class Coordinator:
     repository: RepositoryHTTPServer
     # Re-signs update metadata before it expires.
     resigner: Resigner
+    # The Flower SuperLink for training campaigns; None when started without one.
+    federation: Federation | None = None
 
     @property
     def admin_token_path(self) -> Path:
@@ -266,6 +269,7 @@ class Coordinator:
         server = _new_server(limits)
         repository: RepositoryHTTPServer | None = None
         resigner: Resigner | None = None
+        federation: Federation | None = None
         try:
             # Bound before bootstrap, so a busy port leaves the database as it was.
             pair = [(key_pem, chain_pem)]
@@ -286,6 +290,10 @@ class Coordinator:
                     f"cannot write to data directory {data_dir}: {exc.strerror or exc}"
                 ) from exc
             tuf = _update_metadata(database, blobs, data_dir, settings.tuf, now)
+            if settings.federation_listen is not None:
+                federation = Federation.start(
+                    data_dir, ca, database, settings.federation_listen, settings.sans, now
+                )
             runtime = Runtime(
                 database,
                 ca,
@@ -295,6 +303,7 @@ class Coordinator:
                 work_dir,
                 tuf,
                 clock,
+                federation.address.port if federation is not None else 0,
             )
             health_servicer = _add_services(server, runtime)
             repository.start(runtime)
@@ -304,6 +313,8 @@ class Coordinator:
         except BaseException:
             if resigner is not None:
                 resigner.stop()
+            if federation is not None:
+                federation.stop()
             server.stop(None)
             if repository is not None:
                 repository.stop()
@@ -320,6 +331,7 @@ class Coordinator:
             data_dir,
             repository,
             resigner,
+            federation,
         )
         logger.info(
             "serving: public %s, devices %s, update repository http://%s/",
@@ -334,6 +346,8 @@ class Coordinator:
         limits' shutdown grace), then release the database."""
         self.health.enter_graceful_shutdown()
         self.resigner.stop()
+        if self.federation is not None:
+            self.federation.stop()
         self.repository.stop()
         self.server.stop(self.limits.shutdown_grace_seconds if grace is None else grace).wait()
         self.database.dispose()

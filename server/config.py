@@ -151,6 +151,8 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # Expiry of each update-metadata role and when it is re-signed.
     tuf: TufConfig = field(default_factory=TufConfig)
+    # The Flower SuperLink for training campaigns (port 0: a free one); None: no federation.
+    federation_listen: Address | None = None
 
     def repository_address(self) -> Address:
         """The HTTP repository port to bind, resolving the default."""

@@ -16,6 +16,7 @@ from fedota.server.csr import parse_device_csr
 from fedota.server.errors import KeyAlreadyEnrolled
 from fedota.server.runtime import Runtime
 from fedota.storage.models import ActorType, DeviceCredential
+from fedota.storage.models.fleet import DeviceState
 
 
 def heartbeat(
@@ -47,6 +48,9 @@ def heartbeat(
             certificate_expires_at=timestamp(credential.not_after),
             renew_certificate=runtime.renewal_due(credential.not_before, credential.not_after, now),
         )
+        if device.state == DeviceState.ACCEPTED:
+            # Only accepted devices are told where the federation is (their key is registered).
+            response.federation_port = runtime.federation_port
     return response
 
 

@@ -32,6 +32,8 @@ class Runtime:
     # The signed TUF update metadata (keys sealed at rest).
     tuf: MetadataStore
     clock: Callable[[], dt.datetime] = field(default=utcnow)
+    # The federation's SuperLink port accepted devices are told to dial; 0 when none runs.
+    federation_port: int = 0
 
     def issue_certificate(
         self, public_key: PublicKey, device_id: str, now: dt.datetime

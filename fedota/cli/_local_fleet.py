@@ -19,7 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-READY = re.compile(r"coordinator ready: public (?P<public>\S+), devices (?P<devices>\S+)")
+READY = re.compile(
+    r"coordinator ready: public (?P<public>\S+), devices (?P<devices>[^\s,]+)"
+    r".*, federation (?P<federation>\S+)$"
+)
 
 
 class ProcessFailed(RuntimeError):
@@ -119,6 +122,8 @@ class LocalCoordinator:
     data_dir: Path
     public_address: str
     device_address: str
+    # The Flower SuperLink's HOST:PORT; None when started with --no-federation.
+    federation_address: str | None = None
 
     @classmethod
     def start(
@@ -144,7 +149,14 @@ class LocalCoordinator:
         except ProcessFailed:
             process.stop()
             raise
-        return cls(process, data_dir, ready["public"], ready["devices"])
+        federation = ready["federation"]
+        return cls(
+            process,
+            data_dir,
+            ready["public"],
+            ready["devices"],
+            None if federation == "off" else federation,
+        )
 
     @property
     def admin_token(self) -> str:

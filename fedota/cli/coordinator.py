@@ -69,6 +69,18 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="read-only HTTP update repository, TUF layout (default: the public host, public "
         "port + 2)",
     )
+    federation = serve.add_mutually_exclusive_group()
+    federation.add_argument(
+        "--federation-listen",
+        metavar="HOST:PORT",
+        help="the Flower SuperLink for training campaigns (default: the public host, public "
+        "port + 3)",
+    )
+    federation.add_argument(
+        "--no-federation",
+        action="store_true",
+        help="run no SuperLink: devices update and serve models but take no part in training",
+    )
     serve.add_argument(
         "--advertise-device-port",
         metavar="N",
@@ -129,6 +141,11 @@ def _settings(args: argparse.Namespace) -> Any:
         repository_listen = (
             Address.parse(args.repository_listen) if args.repository_listen else None
         )
+        federation_listen = None
+        if args.federation_listen:
+            federation_listen = Address.parse(args.federation_listen)
+        elif not args.no_federation:
+            federation_listen = listen.with_port(listen.port + 3 if listen.port else 0)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     try:
@@ -144,6 +161,7 @@ def _settings(args: argparse.Namespace) -> Any:
         listen=listen,
         device_listen=device_listen,
         repository_listen=repository_listen,
+        federation_listen=federation_listen,
         advertise_device_port=args.advertise_device_port,
         sans=tuple(args.san),
         migrate=not args.no_migrate,
@@ -173,9 +191,11 @@ def _serve(args: argparse.Namespace) -> int:
                 "Created operator 'admin'. Its API token is shown once here and stored in "
                 f"{coordinator.admin_token_path} (0600):\n{coordinator.admin_token}"
             )
+        federation = coordinator.federation
         print(
             f"coordinator ready: public {coordinator.public}, devices {coordinator.device}, "
-            f"update repository http://{coordinator.repository.address}/"
+            f"update repository http://{coordinator.repository.address}/, federation "
+            + (f"{federation.address}" if federation is not None else "off")
         )
         sys.stdout.flush()
         try:

@@ -74,7 +74,8 @@ def _demo(root: Path, device_count: int, timeout: float) -> int:
             coordinator = LocalCoordinator.start(
                 root / "coordinator",
                 log_dir=logs,
-                extra_args=["--heartbeat-interval", "2s"],
+                # Training campaigns are not part of the demo yet: no SuperLink to wait for.
+                extra_args=["--heartbeat-interval", "2s", "--no-federation"],
                 timeout=timeout,
             )
             running.append(coordinator.process)

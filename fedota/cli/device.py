@@ -99,6 +99,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="how often to ask for a model update once accepted (default: 30s)",
     )
+    run.add_argument(
+        "--no-federation",
+        action="store_true",
+        help="take no part in training campaigns (run no Flower SuperNode)",
+    )
     api = run.add_mutually_exclusive_group()
     api.add_argument(
         "--no-inference", action="store_true", help="do not serve the local inference API"
@@ -316,6 +321,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         if serving
         else None,
+        federation=not args.no_federation,
     )
     daemon = Daemon(StateStore(args.state), options, config)
     if args.once:

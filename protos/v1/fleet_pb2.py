@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from fedota.protos.v1 import device_pb2 as fedota_dot_v1_dot_device__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64ota/v1/fleet.proto\x12\tfedota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x66\x65\x64ota/v1/device.proto\"\xc2\x01\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12,\n\x08hardware\x18\x03 \x01(\x0b\x32\x1a.fedota.v1.HardwareProfile\x12\x34\n\x06labels\x18\x04 \x03(\x0b\x32$.fedota.v1.EnrollRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x02\n\x0e\x45nrollResponse\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.fedota.v1.DeviceState\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x04 \x01(\x0c\x12:\n\x16\x63\x65rtificate_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65vice_host\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65vice_port\x18\x07 \x01(\r\x12\"\n\x1aheartbeat_interval_seconds\x18\x08 \x01(\r\x12\x18\n\x10update_root_json\x18\t \x01(\x0c\"a\n\x10HeartbeatRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x04\x12\x1e\n\x16\x61vailable_memory_bytes\x18\x03 \x01(\x04\"\xe6\x01\n\x11HeartbeatResponse\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.fedota.v1.DeviceState\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\r\x12:\n\x16\x63\x65rtificate_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11renew_certificate\x18\x05 \x01(\x08\"\x12\n\x10GetDeviceRequest\"*\n\x17RenewCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"o\n\x18RenewCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12:\n\x16\x63\x65rtificate_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xa8\x02\n\x05\x46leet\x12=\n\x06\x45nroll\x12\x18.fedota.v1.EnrollRequest\x1a\x19.fedota.v1.EnrollResponse\x12\x46\n\tHeartbeat\x12\x1b.fedota.v1.HeartbeatRequest\x1a\x1c.fedota.v1.HeartbeatResponse\x12;\n\tGetDevice\x12\x1b.fedota.v1.GetDeviceRequest\x1a\x11.fedota.v1.Device\x12[\n\x10RenewCertificate\x12\".fedota.v1.RenewCertificateRequest\x1a#.fedota.v1.RenewCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64ota/v1/fleet.proto\x12\tfedota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x66\x65\x64ota/v1/device.proto\"\xc2\x01\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12,\n\x08hardware\x18\x03 \x01(\x0b\x32\x1a.fedota.v1.HardwareProfile\x12\x34\n\x06labels\x18\x04 \x03(\x0b\x32$.fedota.v1.EnrollRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa3\x02\n\x0e\x45nrollResponse\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.fedota.v1.DeviceState\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x04 \x01(\x0c\x12:\n\x16\x63\x65rtificate_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65vice_host\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65vice_port\x18\x07 \x01(\r\x12\"\n\x1aheartbeat_interval_seconds\x18\x08 \x01(\r\x12\x18\n\x10update_root_json\x18\t \x01(\x0c\"a\n\x10HeartbeatRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x04\x12\x1e\n\x16\x61vailable_memory_bytes\x18\x03 \x01(\x04\"\x98\x02\n\x11HeartbeatResponse\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.fedota.v1.DeviceState\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\r\x12:\n\x16\x63\x65rtificate_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11renew_certificate\x18\x05 \x01(\x08\x12\x17\n\x0f\x66\x65\x64\x65ration_host\x18\x06 \x01(\t\x12\x17\n\x0f\x66\x65\x64\x65ration_port\x18\x07 \x01(\r\"\x12\n\x10GetDeviceRequest\"*\n\x17RenewCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"o\n\x18RenewCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12:\n\x16\x63\x65rtificate_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xa8\x02\n\x05\x46leet\x12=\n\x06\x45nroll\x12\x18.fedota.v1.EnrollRequest\x1a\x19.fedota.v1.EnrollResponse\x12\x46\n\tHeartbeat\x12\x1b.fedota.v1.HeartbeatRequest\x1a\x1c.fedota.v1.HeartbeatResponse\x12;\n\tGetDevice\x12\x1b.fedota.v1.GetDeviceRequest\x1a\x11.fedota.v1.Device\x12[\n\x10RenewCertificate\x12\".fedota.v1.RenewCertificateRequest\x1a#.fedota.v1.RenewCertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,13 +44,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATREQUEST']._serialized_start=584
   _globals['_HEARTBEATREQUEST']._serialized_end=681
   _globals['_HEARTBEATRESPONSE']._serialized_start=684
-  _globals['_HEARTBEATRESPONSE']._serialized_end=914
-  _globals['_GETDEVICEREQUEST']._serialized_start=916
-  _globals['_GETDEVICEREQUEST']._serialized_end=934
-  _globals['_RENEWCERTIFICATEREQUEST']._serialized_start=936
-  _globals['_RENEWCERTIFICATEREQUEST']._serialized_end=978
-  _globals['_RENEWCERTIFICATERESPONSE']._serialized_start=980
-  _globals['_RENEWCERTIFICATERESPONSE']._serialized_end=1091
-  _globals['_FLEET']._serialized_start=1094
-  _globals['_FLEET']._serialized_end=1390
+  _globals['_HEARTBEATRESPONSE']._serialized_end=964
+  _globals['_GETDEVICEREQUEST']._serialized_start=966
+  _globals['_GETDEVICEREQUEST']._serialized_end=984
+  _globals['_RENEWCERTIFICATEREQUEST']._serialized_start=986
+  _globals['_RENEWCERTIFICATEREQUEST']._serialized_end=1028
+  _globals['_RENEWCERTIFICATERESPONSE']._serialized_start=1030
+  _globals['_RENEWCERTIFICATERESPONSE']._serialized_end=1141
+  _globals['_FLEET']._serialized_start=1144
+  _globals['_FLEET']._serialized_end=1440
 # @@protoc_insertion_point(module_scope)

@@ -62,18 +62,22 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., uptime_seconds: _Optional[int] = ..., available_memory_bytes: _Optional[int] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("state", "server_time", "heartbeat_interval_seconds", "certificate_expires_at", "renew_certificate")
+    __slots__ = ("state", "server_time", "heartbeat_interval_seconds", "certificate_expires_at", "renew_certificate", "federation_host", "federation_port")
     STATE_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     RENEW_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    FEDERATION_HOST_FIELD_NUMBER: _ClassVar[int]
+    FEDERATION_PORT_FIELD_NUMBER: _ClassVar[int]
     state: _device_pb2.DeviceState
     server_time: _timestamp_pb2.Timestamp
     heartbeat_interval_seconds: int
     certificate_expires_at: _timestamp_pb2.Timestamp
     renew_certificate: bool
-    def __init__(self, state: _Optional[_Union[_device_pb2.DeviceState, str]] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_interval_seconds: _Optional[int] = ..., certificate_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renew_certificate: _Optional[bool] = ...) -> None: ...
+    federation_host: str
+    federation_port: int
+    def __init__(self, state: _Optional[_Union[_device_pb2.DeviceState, str]] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_interval_seconds: _Optional[int] = ..., certificate_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renew_certificate: _Optional[bool] = ..., federation_host: _Optional[str] = ..., federation_port: _Optional[int] = ...) -> None: ...
 
 class GetDeviceRequest(_message.Message):
     __slots__ = ()

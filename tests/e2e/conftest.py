@@ -19,7 +19,8 @@ def coordinator(db_url: str, tmp_path: Path) -> Iterator[LocalCoordinator]:
         tmp_path / "coordinator",
         log_dir=logs,
         db_url=db_url,
-        extra_args=["--heartbeat-interval", "1s"],
+        # The federation has its own tests (test_e2e_federation.py): a SuperLink costs seconds.
+        extra_args=["--heartbeat-interval", "1s", "--no-federation"],
     )
     try:
         yield running

@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 READY = re.compile(
     r"^coordinator ready: public 127\.0\.0\.1:(\d+), devices 127\.0\.0\.1:(\d+), "
-    r"update repository http://127\.0\.0\.1:(\d+)/$"
+    r"update repository http://127\.0\.0\.1:(\d+)/, federation (off|127\.0\.0\.1:\d+)$"
 )
 START_DEADLINE = 60.0
 STOP_DEADLINE = 20.0
@@ -33,6 +34,7 @@ class Served:
     lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
     before_ready: list[str] = field(default_factory=list)
     public_port: int = 0
+    federation: str = ""
 
     def pump(self) -> None:
         assert self.process.stdout is not None
@@ -52,6 +54,7 @@ class Served:
             match = READY.match(line)
             if match:
                 self.public_port = int(match[1])
+                self.federation = match[4]
                 return
             self.before_ready.append(line)
         raise AssertionError("no ready line before the deadline")
@@ -80,8 +83,11 @@ def serve(tmp_path: Path) -> Iterator[Start]:
     whatever is still running at the end is killed."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(*args: str) -> Served:
+    def start(*args: str, federation: bool = False) -> Served:
         log = (tmp_path / f"serve-{len(started)}.stderr").open("w")
+        # A SuperLink costs seconds to start: only the tests about it run one.
+        if not federation:
+            args = ("--no-federation", *args)
         process = subprocess.Popen(
             _command("serve", "--listen", "127.0.0.1:0", *args),
             stdout=subprocess.PIPE,
@@ -129,6 +135,40 @@ def test_serve_prints_ready_keeps_secrets_private_and_stops_on_sigterm(
     assert not any("fdta1." in line for line in second.before_ready)
     assert (data / "admin-token").read_text().strip() == token
     assert second.terminate() == 0
+
+
+@pytest.mark.timeout(120)
+def test_serve_runs_its_federation_superlink_and_stops_it_with_everything_under_it(
+    serve: Start, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+
+    running = serve("--data", str(data), federation=True)
+
+    host, _, port = running.federation.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5):
+        pass  # the SuperLink answers on the port the ready line names
+    assert _mode(data / "flower" / "control-token") == 0o600
+    flower = _flower_processes_under(data)
+    assert flower, "no Flower process runs for this coordinator"
+    assert running.terminate() == 0
+    assert _flower_processes_under(data) == []
+
+
+def _flower_processes_under(data: Path) -> list[int]:
+    """Pids of live processes whose command line names this data directory's flower folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if str(data / "flower") in command and state != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 def test_a_port_in_use_exits_2_with_one_line(serve: Start, tmp_path: Path) -> None:
