@@ -179,12 +179,14 @@ class Daemon:
         finally:
             self._stop.set()  # also when an error ends the run: the update thread follows
             self._close()
+            # The SuperNode first: a supervisor that outlives its grace is killed, and the
+            # kernel then ends the SuperNode anyway, but less gracefully.
+            if self._membership is not None:
+                self._membership.stop()
             if not self._updates.join(UPDATE_JOIN_SECONDS):
                 log.warning("the update thread is still applying an update; leaving it")
             if self._local_api is not None:
                 self._local_api.stop()
-            if self._membership is not None:
-                self._membership.stop()
 
     def run_once(self) -> Status | None:
         """Enroll if needed and send one heartbeat (renewing if due); None if stopped meanwhile.

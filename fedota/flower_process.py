@@ -317,7 +317,15 @@ class ProcessSupervisor:
         with open(launch.log_path, "ab") as output:
             offset = output.tell()
             process = subprocess.Popen(
-                launch.argv,
+                # Ends with this process even when it is killed outright (see die_with_parent).
+                [
+                    sys.executable,
+                    "-m",
+                    "fedota.die_with_parent",
+                    str(os.getpid()),
+                    "--",
+                    *launch.argv,
+                ],
                 env=launch.env,
                 cwd=launch.cwd,
                 stdin=subprocess.DEVNULL,

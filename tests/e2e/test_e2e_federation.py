@@ -2,7 +2,8 @@
 
 A coordinator process runs its Flower SuperLink (TLS from the fleet CA, SuperNode
 authentication); accepted daemons are told where it is and join with their enrollment keys;
-a revoked device's key is unregistered and its SuperNode stops with its daemon.
+a revoked device's key is unregistered and its SuperNode stops with its daemon; a daemon killed
+outright leaves no SuperNode behind.
 """
 
 from __future__ import annotations
@@ -114,8 +115,12 @@ def test_accepted_daemons_join_the_federation_and_a_revoked_one_leaves_it(
         assert victim[0].wait(60) == 4  # the revoked daemon exits, refused
         assert _supernode_pids(victim[1]) == []
         assert set(_nodes(coordinator)) == {ids[1]}
+
+        # A power cut of the other daemon: its SuperNode does not outlive it.
+        survivor = next(pair for pair in daemons if pair[1] != victim[1])
+        assert _supernode_pids(survivor[1]) != []
+        survivor[0].kill()
+        _wait_until(lambda: _supernode_pids(survivor[1]) == [], "the orphaned SuperNode to end", 30)
     finally:
         for daemon, _ in daemons:
             daemon.stop()
-    for _, state in daemons:
-        assert _supernode_pids(state) == []
