@@ -129,7 +129,7 @@ def measure(
         None if prediction is None else prediction.product.reshape(-1),
         0.0 if prediction is None else prediction.ratio,
         np.float32(step), np.float32(rounding.deadzone), rounding.offset,
-        row_weight, values, None, 0, None, energy, 0.0,
+        row_weight, values, None, 0, None, energy, 0.0, None,
     )  # fmt: skip
     if status != kernels.OK:
         return math.inf

@@ -187,9 +187,10 @@ def _same(a: Tensor, b: Tensor) -> bool:
 
 
 def _candidates(codecs: Iterable[CodecChoice] | None) -> list[Codec]:
-    """The codecs to try, in id order (ties keep the lower id)."""
+    """The codecs to try, in id order (ties keep the lower id); by default every registered
+    codec but the superseded ones (kept so that their patches still decode)."""
     if codecs is None:
-        return registered()
+        return [codec for codec in registered() if not getattr(codec, "superseded", False)]
     by_name = {codec.name: codec for codec in registered()}
     chosen: dict[int, Codec] = {}
     for choice in codecs:

@@ -1,7 +1,8 @@
 """Codecs for one tensor's change; importing this package registers them all.
 
 Ids (one byte in the patch, never reused): 0 raw, 1 zstd, 2 bitdiff-planes, 3 sparse,
-4 diff-ans (lossless, context-modelled), 5 quant-ans (lossy), 6-7 reserved for lossy codecs.
+4 diff-ans (lossless, context-modelled), 5 quant-ans (lossy; superseded, still decoded),
+6 quant-ctx (lossy), 7 reserved for a lossy codec.
 """
 
 from fedota.delta.codecs import bitdiff, lossless_ans, quantized, raw, sparse

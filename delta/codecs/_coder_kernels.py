@@ -344,6 +344,13 @@ def quant_detokenize(
 
 
 @numba.njit(cache=True, nogil=True)
+def context_histogram(tokens: np.ndarray, contexts: np.ndarray, hist: np.ndarray) -> None:
+    """Count each token under its context: hist[contexts[i], tokens[i]] += 1."""
+    for i in range(tokens.size):
+        hist[contexts[i], tokens[i]] += 1
+
+
+@numba.njit(cache=True, nogil=True)
 def token_histogram(
     symbols: np.ndarray, cols: int, row_weight: np.ndarray, split: int, msb: int, hist: np.ndarray
 ) -> float:
@@ -375,6 +382,6 @@ def factor_tokens(
 
 __all__ = [
     "BAD_STATE", "BIT_CHUNK", "LEFTOVER", "NO_TABLE", "OK", "SHORT", "TOO_LARGE",
-    "diff_decode", "diff_histogram", "diff_tokenize", "factor_tokens",
+    "context_histogram", "diff_decode", "diff_histogram", "diff_tokenize", "factor_tokens",
     "quant_detokenize", "quant_tokenize", "token_histogram",
 ]  # fmt: skip

@@ -27,6 +27,12 @@ OK, LEVEL, SUBNORMAL = 0, 1, 2
 _SMALLEST_NORMAL = np.float32(2.0**-126)
 _CLIP = np.float32(4.0 * MAX_LEVEL)  # out-of-range levels stay out of range (no int wrap)
 _FP16_MAX = 65504.0
+# Oriented coding (quant-ctx): residuals are coded under a context of the prediction's
+# magnitude, min(|p| >> shift, CONTEXT_CAP), times whether it was rounded away from zero. The
+# encoder's kernel writes the finest (shift 0, |p| up to WIDEST_CAP) and picks the shift.
+CONTEXT_CAP = 15
+WIDEST_CAP = 127
+
 # fp16's spacing for each float32 biased exponent: 2^(e - 127 - 10) for fp16's normal range
 # (e >= 113), its subnormal spacing 2^-24 below.
 FP16_QUANTUM = np.ldexp(1.0, np.maximum(np.arange(256), 113) - 137)
@@ -57,6 +63,21 @@ def predicted(product: np.float64, ratio: np.float64) -> tuple[int, bool]:
     p = product * ratio
     rounded = np.rint(p)
     return np.int64(min(max(rounded, -MAX_LEVEL), MAX_LEVEL)), rounded > p
+
+
+@numba.njit(cache=True)
+def orientation(p: int, up: bool) -> int:
+    """The sign a residual is coded relative to: the prediction's (a fine-tune's change is
+    bounded, so a large prediction's residual leans back toward zero), or for p == 0 the side
+    its rounding left (the level lies more often on the side the prediction came from)."""
+    return -1 if (p < 0) | ((p == 0) & up) else 1
+
+
+@numba.njit(cache=True)
+def context(p: int, up: bool, shift: int, cap: int) -> int:
+    """The residual's context: min(|p| >> shift, cap), and whether p was rounded away from
+    zero (its residual then leans inward)."""
+    return min(abs(p) >> shift, cap) * 2 + np.int64(((p > 0) & up) | ((p < 0) & (not up)))
 
 
 @numba.njit(cache=True)
@@ -101,6 +122,7 @@ def quantize(
     live: np.ndarray | None,
     energy: np.ndarray | None,
     error: float,
+    contexts: np.ndarray | None,
 ) -> tuple[int, float, int]:
     """Quantize rows of float32 `base`/`target` (row-major, `cols` wide) at `step` around the
     prediction (`product` of the factors over these elements, or None), release, measure.
@@ -108,6 +130,9 @@ def quantize(
     Optional outputs: `released` float32 values; the coded `symbols` (zigzag of the
     residual, sign-flipped where the prediction was rounded up), written from `cursor` on,
     and with `live` given only rows with a nonzero residual (`live[row]` says which).
+    With `contexts` given (quant-ctx), each symbol is the zigzag of the residual times its
+    `orientation` instead, and its finest `context` (shift 0, WIDEST_CAP) goes to
+    `contexts[k]`.
     `energy` (optional, without a prediction): each row's ||target - base||^2 as `scan` sums
     it; a row whose whole change is under half a step quantizes to zeros, so it releases the
     base and its error is its energy, without a pass over it.
@@ -155,7 +180,11 @@ def quantize(
             row_error += diff * diff
             moved |= r != 0
             if symbols is not None:
-                symbols[k] = _zigzag(-r if flip else r)
+                if contexts is None:
+                    symbols[k] = _zigzag(-r if flip else r)
+                else:
+                    symbols[k] = _zigzag(orientation(p, flip) * r)
+                    contexts[k] = context(p, flip, 0, WIDEST_CAP)
                 k += 1
         error += weight * row_error
         if live is not None:
@@ -177,10 +206,12 @@ def release_rows(
     symbols: np.ndarray,
     cursor: int,
     out: np.ndarray,
+    oriented: bool,
 ) -> tuple[int, int]:
     """The decoder's side of `quantize`: released float32 values of these rows into `out`,
     from the prediction and the coded symbols of the live rows (read from `cursor`; rows
-    that are not live have residual 0). Returns (status OK or LEVEL, the cursor after)."""
+    that are not live have residual 0), coded relative to `orientation` if `oriented`, else
+    to the prediction's rounding. Returns (status OK or LEVEL, the cursor after)."""
     rows = base.size // cols
     unit = step / np.float32(OFFSET_UNIT)
     k = cursor
@@ -199,12 +230,35 @@ def release_rows(
                 zig = np.int64(symbols[k])
                 k += 1
                 r = (zig >> 1) ^ -(zig & 1)  # un-zigzag
-                r = -r if flip else r
+                # quant-ctx codes r relative to its orientation, quant-ans to the rounding.
+                r = orientation(p, flip) * r if oriented else (-r if flip else r)
             q = p + r
             if abs(q) >= MAX_LEVEL:
                 return LEVEL, k
             out[j] = release_value(base[j], scaled_level(q, r, offset), unit)
     return OK, k
+
+
+@numba.njit(cache=True, nogil=True)
+def live_contexts(
+    product: np.ndarray,
+    ratio: float,
+    cols: int,
+    live: np.ndarray,
+    shift: int,
+    out: np.ndarray,
+    cursor: int,
+) -> int:
+    """The decoder's contexts (`context` at `shift`, CONTEXT_CAP) of the elements of the live
+    rows among these, into `out` from `cursor` on; returns the cursor after."""
+    k = cursor
+    for row in range(live.size):
+        if live[row]:
+            for j in range(row * cols, row * cols + cols):
+                p, up = predicted(product[j], ratio)
+                out[k] = context(p, up, shift, CONTEXT_CAP)
+                k += 1
+    return k
 
 
 @numba.njit(cache=True, nogil=True)
@@ -262,7 +316,7 @@ def _normal_or_zero(value: np.float32) -> bool:
 
 
 __all__ = [
-    "FP16_QUANTUM", "LEVEL", "MAX_LEVEL", "OFFSET_UNIT", "OK", "SUBNORMAL", "fp16_rows",
-    "predicted", "quantize", "release_rows", "release_value", "scaled_level", "scan",
-    "still_energy",
+    "CONTEXT_CAP", "FP16_QUANTUM", "LEVEL", "MAX_LEVEL", "OFFSET_UNIT", "OK", "SUBNORMAL",
+    "WIDEST_CAP", "context", "fp16_rows", "live_contexts", "orientation", "predicted",
+    "quantize", "release_rows", "release_value", "scaled_level", "scan", "still_energy",
 ]  # fmt: skip

@@ -45,26 +45,43 @@ def normalize(counts: np.ndarray) -> np.ndarray:
     Raises:
         PatchFormatError: more distinct symbols than the precision holds, or a negative count.
     """
-    counts = np.asarray(counts, dtype=np.int64)
-    freq = np.zeros(counts.size, dtype=np.int64)
-    total = int(counts.sum())
-    if total == 0:
-        return freq
-    seen = counts > 0
-    if int(seen.sum()) > TOTAL or bool((counts < 0).any()):
+    return _normalize_all(np.asarray(counts, dtype=np.int64).reshape(1, -1))[0]
+
+
+def _normalize_all(counts: np.ndarray) -> np.ndarray:
+    """`normalize` of each row of a (tables, alphabet) int64 array, in one compiled pass."""
+    seen = (counts > 0).sum(axis=1)
+    if bool((seen > TOTAL).any()) or bool((counts < 0).any()):
         raise PatchFormatError(
-            f"a table has {int(seen.sum())} symbols, at most {TOTAL} fit its precision"
+            f"a table has {int(seen.max())} symbols, at most {TOTAL} fit its precision"
         )
-    freq[seen] = np.maximum(counts[seen] * TOTAL // total, 1)
-    deficit = TOTAL - int(freq.sum())
-    order = np.argsort(-freq, kind="stable")
-    for index in order:
-        if deficit == 0:
-            break
-        change = deficit if deficit > 0 else -min(-deficit, int(freq[index]) - 1)
-        freq[index] += change
-        deficit -= change
+    freq = np.zeros_like(counts)
+    _normalize_rows(np.ascontiguousarray(counts), freq)
     return freq
+
+
+@numba.njit(cache=True, nogil=True)
+def _normalize_rows(counts: np.ndarray, freq: np.ndarray) -> None:
+    """`normalize` of each row into `freq` (zeroed), compiled: scale with floor, lift seen
+    symbols to 1, then settle the difference from 2^PRECISION on the most frequent first."""
+    for row in range(counts.shape[0]):
+        total = 0
+        for count in counts[row]:
+            total += count
+        if total == 0:
+            continue
+        deficit = TOTAL
+        for a in range(counts.shape[1]):
+            if counts[row, a] > 0:
+                freq[row, a] = max(counts[row, a] * TOTAL // total, 1)
+                deficit -= freq[row, a]
+        order = np.argsort(-freq[row], kind="mergesort")  # stable: lowest index first on ties
+        for index in order:
+            if deficit == 0:
+                break
+            change = deficit if deficit > 0 else -min(-deficit, freq[row, index] - 1)
+            freq[row, index] += change
+            deficit -= change
 
 
 def build_tables(
@@ -76,20 +93,32 @@ def build_tables(
         (freq (T, A) uint32, cumulative start (T, A) uint32, symbol of each slot (T, 2^P)
         uint16, or (1, 1) zeros when not `slots`, which only the decoder needs; a table with no
         symbols has all-zero frequencies and is refused when used).
+
+    Raises:
+        PatchFormatError: a table with more distinct symbols than the precision holds, or a
+            negative count.
     """
     alphabet = max((t.size for t in tables), default=1) or 1
-    freq = np.zeros((max(len(tables), 1), alphabet), dtype=np.uint32)
+    counts = np.zeros((max(len(tables), 1), alphabet), dtype=np.int64)
     for row, table in enumerate(tables):
-        freq[row, : table.size] = normalize(table)
+        counts[row, : table.size] = table
+    freq = _normalize_all(counts).astype(np.uint32)
     cum = np.zeros_like(freq)
     np.cumsum(freq[:, :-1], axis=1, out=cum[:, 1:])
     if not slots:
         return freq, cum, np.zeros((1, 1), dtype=np.uint16)
     symbols = np.zeros((freq.shape[0], TOTAL), dtype=np.uint16)
-    for row in range(freq.shape[0]):
-        if freq[row].any():
-            symbols[row] = np.repeat(np.arange(alphabet, dtype=np.uint16), freq[row])
+    _fill_slots(freq, cum, symbols)
     return freq, cum, symbols
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_slots(freq: np.ndarray, cum: np.ndarray, symbols: np.ndarray) -> None:
+    """The symbol of each of a table's 2^PRECISION slots (tables without symbols stay 0)."""
+    for row in range(freq.shape[0]):
+        for a in range(freq.shape[1]):
+            for slot in range(cum[row, a], cum[row, a] + freq[row, a]):
+                symbols[row, slot] = a
 
 
 @numba.njit(cache=True, nogil=True)
