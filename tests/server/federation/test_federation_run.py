@@ -66,8 +66,8 @@ def test_two_registered_nodes_complete_a_run(superlink: SuperLink, supernodes) -
         assert logs.complete and "1 round(s) done" in logs.text
         names = {n.name: n for n in control.list_nodes()}
     assert {names["dev-a"].node_id, names["dev-b"].node_id} == set(ids.values())
-    assert f"run={run_id} train" in tasks_of(first)
-    assert f"run={run_id} train" in tasks_of(second)
+    assert f"run={run_id} query" in tasks_of(first)
+    assert f"run={run_id} query" in tasks_of(second)
     STATE.update(first=first, second=second, keys={"dev-a": first_key, "dev-b": second_key})
 
 
@@ -96,7 +96,7 @@ def test_a_revoked_node_gets_no_work_in_the_next_run(superlink: SuperLink) -> No
         assert seen[-1].completed, seen
         with pytest.raises(RunNotFound):
             control.run_status(run_id + 1 if run_id < 2**63 else 1)
-    assert f"run={run_id} train" in tasks_of(first)  # type: ignore[arg-type]
+    assert f"run={run_id} query" in tasks_of(first)  # type: ignore[arg-type]
     assert f"run={run_id}" not in tasks_of(second)  # type: ignore[arg-type]
     # The revoked device's SuperNode is told so the next time it connects.
     status = second.wait_for(FederationState.NOT_REGISTERED, timeout=60)  # type: ignore[attr-defined]
