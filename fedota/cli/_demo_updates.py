@@ -41,11 +41,11 @@ def ship_two_versions(
     )
 
     console.print("[bold]7.[/] releasing v1 and rolling it out to every device (full downloads)")
-    first = _release_and_roll_out(coordinator, models.base, f"{FAMILY}@v1", "100%", timeout)
+    first = release_and_roll_out(coordinator, models.base, f"{FAMILY}@v1", "100%", timeout)
     _print_bytes(console, first)
 
     console.print("[bold]8.[/] releasing v2 and rolling it out in two stages (patches)")
-    second = _release_and_roll_out(
+    second = release_and_roll_out(
         coordinator, models.fine_tuned, f"{FAMILY}@v2", "34%,100%", timeout
     )
     console.print(run_admin(coordinator, "rollouts", "show", second["id"]), end="")
@@ -63,9 +63,15 @@ def ship_two_versions(
     console.print(run_admin(coordinator, "devices", "list"), end="")
 
 
-def _release_and_roll_out(
+def release_and_roll_out(
     coordinator: LocalCoordinator, checkpoint: Path, ref: str, stages: str, timeout: float
 ) -> dict[str, Any]:
+    """Import `checkpoint`, release it as `ref`, roll it out to the default cohort in `stages`
+    and wait until the rollout completes; the rollout as `rollouts show --json` prints it.
+
+    Raises:
+        ProcessFailed: a command failed, the rollout aborted, or `timeout` passed.
+    """
     run_admin(coordinator, "models", "import", str(checkpoint), "--family", FAMILY)
     run_admin(coordinator, "releases", "create", ref, timeout=RELEASE_TIMEOUT)
     created = json.loads(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from e2e_support import list_devices, wait_until
 
 from fedota.cli._local_fleet import (
     LocalCoordinator,
@@ -45,19 +45,6 @@ def devices(tmp_path: Path) -> Iterator[Callable[..., LocalProcess]]:
     yield start
     for daemon in started:
         daemon.stop()
-
-
-def list_devices(coordinator: LocalCoordinator) -> list[dict]:
-    return json.loads(run_admin(coordinator, "devices", "list", "--json"))
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_token_uses_accept_revoke_and_restart(

@@ -9,12 +9,11 @@ outright leaves no SuperNode behind.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from e2e_support import list_devices, wait_until
 
 from fedota.cli._local_fleet import LocalCoordinator, LocalProcess, run_admin, start_device
 from fedota.server.federation import ControlClient, Node
@@ -47,19 +46,6 @@ def _nodes(coordinator: LocalCoordinator) -> dict[str, Node]:
         return {n.name: n for n in control.list_nodes() if n.status != "unregistered"}
 
 
-def _devices(coordinator: LocalCoordinator) -> list[dict[str, Any]]:
-    return json.loads(run_admin(coordinator, "devices", "list", "--json"))
-
-
-def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _supernode_pids(state: Path) -> list[int]:
     """Live processes whose command line names this device's SuperNode key."""
     key = str(state / "flower" / "supernode.key")
@@ -89,24 +75,25 @@ def test_accepted_daemons_join_the_federation_and_a_revoked_one_leaves_it(
                 name, coordinator.public_address, minted["token"], state, log_dir=tmp_path / "logs"
             )
             daemons.append((daemon, state))
-        _wait_until(lambda: len(_devices(coordinator)) == 2, "two enrollments")
+        wait_until(lambda: len(list_devices(coordinator)) == 2, "two enrollments")
         # Pending devices are not in the federation.
         assert _nodes(coordinator) == {}
-        ids = [device["id"] for device in _devices(coordinator)]
+        ids = [device["id"] for device in list_devices(coordinator)]
         for device_id in ids:
             run_admin(coordinator, "devices", "accept", device_id)
 
-        _wait_until(
+        wait_until(
             lambda: (
                 all(node.status == "online" for node in _nodes(coordinator).values())
                 and set(_nodes(coordinator)) == set(ids)
             ),
             "both SuperNodes online",
+            90,
         )
 
         revoked = ids[0]
         run_admin(coordinator, "devices", "revoke", revoked, "--reason", "lost")
-        _wait_until(lambda: revoked not in _nodes(coordinator), "the revoked key unregistered")
+        wait_until(lambda: revoked not in _nodes(coordinator), "the revoked key unregistered", 90)
         victim = next(
             (daemon, state)
             for daemon, state in daemons
@@ -120,7 +107,7 @@ def test_accepted_daemons_join_the_federation_and_a_revoked_one_leaves_it(
         survivor = next(pair for pair in daemons if pair[1] != victim[1])
         assert _supernode_pids(survivor[1]) != []
         survivor[0].kill()
-        _wait_until(lambda: _supernode_pids(survivor[1]) == [], "the orphaned SuperNode to end", 30)
+        wait_until(lambda: _supernode_pids(survivor[1]) == [], "the orphaned SuperNode to end", 30)
     finally:
         for daemon, _ in daemons:
             daemon.stop()

@@ -11,13 +11,15 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_support import list_devices, wait_until
 
 from fedota.cli._demo_models import DemoModels, write_demo_models
+from fedota.cli._demo_updates import release_and_roll_out
 from fedota.cli._local_fleet import LocalCoordinator, LocalProcess, run_admin, start_device
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -53,8 +55,8 @@ def fleet(
                 ],
             )
             started.append((daemon, state))
-        _wait_until(lambda: len(_devices(coordinator)) == 3, "three enrollments")
-        for device in _devices(coordinator):
+        wait_until(lambda: len(list_devices(coordinator)) == 3, "three enrollments", 90)
+        for device in list_devices(coordinator):
             run_admin(coordinator, "devices", "accept", device["id"])
         yield coordinator, started
     finally:
@@ -62,47 +64,8 @@ def fleet(
             daemon.stop()
 
 
-def _devices(coordinator: LocalCoordinator) -> list[dict[str, Any]]:
-    return json.loads(run_admin(coordinator, "devices", "list", "--json"))
-
-
-def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _rollout(coordinator: LocalCoordinator, rollout_id: str) -> dict[str, Any]:
     return json.loads(run_admin(coordinator, "rollouts", "show", rollout_id, "--json"))
-
-
-def _release_and_roll_out(
-    coordinator: LocalCoordinator, checkpoint: Path, ref: str, stages: str
-) -> dict[str, Any]:
-    run_admin(coordinator, "models", "import", str(checkpoint), "--family", "digits")
-    run_admin(coordinator, "releases", "create", ref, timeout=300)
-    created = json.loads(
-        run_admin(
-            coordinator,
-            "rollouts",
-            "create",
-            ref,
-            "--cohort",
-            "default",
-            "--stages",
-            stages,
-            "--json",
-        )
-    )
-    rollout_id = created["id"]
-    _wait_until(
-        lambda: _rollout(coordinator, rollout_id)["state"] == "completed",
-        f"rollout of {ref} to complete",
-    )
-    return _rollout(coordinator, rollout_id)
 
 
 def _served(state: Path) -> dict[str, Any]:
@@ -132,11 +95,11 @@ def test_three_daemons_go_from_v1_to_v2_by_patch_and_answer_from_v2(
 ) -> None:
     coordinator, daemons = fleet
 
-    first = _release_and_roll_out(coordinator, demo_models.base, "digits@v1", "100%")
-    second = _release_and_roll_out(coordinator, demo_models.fine_tuned, "digits@v2", "34%,100%")
+    first = release_and_roll_out(coordinator, demo_models.base, "digits@v1", "100%", 90)
+    second = release_and_roll_out(coordinator, demo_models.fine_tuned, "digits@v2", "34%,100%", 90)
 
-    assert sum(stage["healthy"] for stage in first["stages"]) == 3
-    assert sum(stage["healthy"] for stage in second["stages"]) == 3
+    assert sum(int(stage.get("healthy", 0)) for stage in first["stages"]) == 3
+    assert sum(int(stage.get("healthy", 0)) for stage in second["stages"]) == 3
     # Version 1 came whole; version 2 by patches far smaller than the artifacts.
     assert int(first["bytes_sent"]) >= int(first["full_bytes"]) > 0
     assert 0 < int(second["bytes_sent"]) < int(second["full_bytes"]) // 4
@@ -181,9 +144,10 @@ def test_a_daemon_killed_during_a_rollout_restarts_on_a_verified_model_and_the_r
     )
     daemons.append((restarted, state))
 
-    _wait_until(
+    wait_until(
         lambda: _rollout(coordinator, created["id"])["state"] == "completed",
         "the rollout to complete after the restart",
+        90,
     )
     stages = _rollout(coordinator, created["id"])["stages"]
     assert sum(int(stage.get("healthy", 0)) for stage in stages) == 3
