@@ -107,7 +107,7 @@ def _call(stub: Any, kind: str, request: Any, window: _Window, tally: _Caller) -
             if now > window.end:
                 break
             if chunk.token and now >= window.start:
-                tally.items += 1
+                tally.items += len(chunk.token)  # a chunk carries one or more byte tokens
                 if first:
                     tally.first_tokens.append(now - sent)
             first = first and not chunk.token

@@ -47,6 +47,7 @@ from _inference_window import window_part
 
 from fedota.ml.lm import fast, generate_corpus
 from fedota.ml.quant import kernel_status
+from fedota.ml.quant.kernels import int4_operands
 from fedota.ml.quant.native import native_status
 
 __all__ = ["Plan", "build_targets", "main", "minilm_part", "run"]
@@ -121,10 +122,11 @@ def minilm_part(plan: Plan, work: Path) -> dict[str, Any]:
 
 
 def _kernels() -> dict[str, str]:
-    """Whether the C kernels built here ("native") or the torch fall-backs run, and why."""
+    """Whether the C kernels built here ("native") or the torch fall-backs run, and why; and
+    what the int4 kernel multiplies ("bf16" with AVX512-BF16, else "fp32")."""
     kernel_status()
     fast.library()
-    return native_status()
+    return {**native_status(), "int4_operands": int4_operands()}
 
 
 def run(plan: Plan) -> dict[str, Any]:

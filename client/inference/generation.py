@@ -3,15 +3,17 @@
 Handlers never touch the engine. `GenerationDriver.submit` hands a request to the driver thread
 and waits for the engine's answer (a sequence id, or its typed refusal, e.g. full). The thread
 admits new requests between steps, calls `step()` while any sequence is active or waiting, and
-routes every token event to the `TokenStream` of its sequence. Cancelling a stream (its caller
-went away) cancels the sequence in the engine and ends the stream at once.
+routes every token event to the `TokenStream` of its sequence. When the last sequences finish,
+it waits a moment (`admit_wait`) for their callers' next requests, to prefill those together.
+Cancelling a stream (its caller went away) cancels the sequence in the engine and ends the
+stream at once.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -39,16 +41,46 @@ class TokenStream:
 
     def __init__(self, driver: GenerationDriver) -> None:
         self._driver = driver
-        self._events: queue.SimpleQueue[Token] = queue.SimpleQueue()
+        self._cond = threading.Condition(threading.Lock())
+        self._events: deque[Token] = deque()
+        # The driver wakes a waiting reader once this many events are queued (or the last).
+        self._wake_at = 1
         self.seq_id: int | None = None
         self.done = threading.Event()
 
     def next(self, timeout: float) -> Token | None:
         """The next event, or None when none came within `timeout` seconds."""
-        try:
-            return self._events.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        events = self.next_group(timeout, max_events=1)
+        return events[0] if events else None
+
+    def next_group(
+        self, timeout: float, *, max_events: int, hold_until: float | None = None
+    ) -> list[Token]:
+        """The next events in order, at most `max_events`; empty when none came within
+        `timeout` seconds.
+
+        Once one is there, more are awaited until `hold_until` (a `time.monotonic()` instant,
+        a short while ahead; None: not at all), unless `max_events` or the last event arrive
+        first: a reader that sends what it gets sends fewer, larger messages, and the first
+        event is never held when `hold_until` is None.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._wake_at = 1
+            while not self._events:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self._cond.wait(remaining)
+            if hold_until is not None:
+                self._wake_at = max_events
+                while len(self._events) < max_events and not self._events[-1].finished:
+                    remaining = hold_until - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                self._wake_at = 1
+            return [self._events.popleft() for _ in range(min(max_events, len(self._events)))]
 
     def cancel(self) -> None:
         """Stop the sequence (a no-op once it has finished)."""
@@ -61,7 +93,10 @@ class TokenStream:
             return
         if event.finished:
             self.done.set()
-        self._events.put(event)
+        with self._cond:
+            self._events.append(event)
+            if event.finished or len(self._events) >= self._wake_at:
+                self._cond.notify()
 
 
 @dataclass
@@ -86,7 +121,14 @@ class GenerationDriver:
         *,
         max_pending: int,
         translate: Callable[[BaseException], BaseException],
+        admit_wait: float = 0.002,
     ) -> None:
+        """Start the driver thread.
+
+        `admit_wait`: once every sequence has finished, how long the thread waits for as many
+        new requests before it steps again (seconds), so that callers who come back at once
+        are prefilled together rather than one step apart; 0 never waits.
+        """
         self.name = name
         self._engine: GenerationEngine | None = engine
         self._max_pending = max_pending
@@ -97,6 +139,8 @@ class GenerationDriver:
         self._closed = False
         self._failed: str | None = None
         self._streams: dict[int, TokenStream] = {}
+        self._admit_wait = admit_wait
+        self._replacing = 0  # finished sequences whose callers have not asked again yet
         self._thread = threading.Thread(target=self._loop, name=f"fedota-gen-{name}", daemon=True)
         self._thread.start()
 
@@ -181,11 +225,15 @@ class GenerationDriver:
         with self._cond:
             while not self._commands and not self._streams and not self._closed:
                 self._cond.wait()
+            if self._replacing and not self._streams and engine.waiting == 0:
+                self._await_company()
             if self._closed:
                 return False
             commands = list(self._commands)
             self._commands.clear()
-            self._pending_submits -= sum(isinstance(c, _Submit) for c in commands)
+            submits = sum(isinstance(c, _Submit) for c in commands)
+            self._pending_submits -= submits
+            self._replacing = max(0, self._replacing - submits)  # those came back already
         for command in commands:
             if isinstance(command, _Submit):
                 self._admit(engine, command)
@@ -199,7 +247,22 @@ class GenerationDriver:
                 stream._put(Token(event.token, event.finished, event.reason))
                 if event.finished:
                     del self._streams[event.seq_id]
+                    self._replacing += 1
         return True
+
+    def _await_company(self) -> None:
+        # The engine is idle and a caller is back: the callers of the sequences that finished
+        # ask again within a millisecond or two of each other, so wait (briefly, and only for
+        # as many as finished) to prefill their prompts in one batch, as the Batcher waits for
+        # the company it expects. Never while sequences run: it would stall them. Called with
+        # the lock held.
+        deadline = time.monotonic() + self._admit_wait
+        while self._pending_submits < self._replacing and not self._closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
+        self._replacing = 0  # whoever is not back by now is not expected any more
 
     def _admit(self, engine: GenerationEngine, command: _Submit) -> None:
         if not command.answer.set_running_or_notify_cancel():

@@ -2,7 +2,8 @@
 
 Handlers only convert messages and wait; the checks live in `ModelSlot`, the batching in
 `Batcher`, the generation in `GenerationDriver`. Each call holds a lease on the model that was
-current when it arrived, so its whole answer comes from one model version.
+current when it arrived, so its whole answer comes from one model version. A Generate stream
+carries its tokens in order, several to a chunk once the first is out (`CHUNK_INTERVAL`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fedota.client.inference.errors import (
     status_of,
 )
 from fedota.client.inference.examples import SOURCE_APP, SOURCE_FEEDBACK, ExampleSink
+from fedota.client.inference.generation import Token
 from fedota.client.inference.memory import process_rss
 from fedota.client.inference.model import GenerationParams
 from fedota.client.inference.predictions import Prediction, PredictionCache
@@ -37,6 +39,12 @@ from fedota.protos.v1 import inference_pb2_grpc as pb_grpc
 _R = TypeVar("_R")
 # How often a waiting Generate handler looks whether its caller is still there, seconds.
 _POLL = 0.25
+# A Generate stream sends its first token at once, then what the engine made since the last
+# chunk, at most every CHUNK_INTERVAL seconds (sooner when CHUNK_TOKENS are ready or the
+# sequence ends). Each message costs the server ~0.14 ms of gRPC and handler CPU, as much as a
+# batched decode step spends on a token; 25 ms keeps the text flowing at 40 updates a second.
+CHUNK_INTERVAL = 0.025
+CHUNK_TOKENS = 64
 
 
 def _mapped(method: Callable[..., _R]) -> Callable[..., _R]:
@@ -111,26 +119,34 @@ class LocalInferenceService(pb_grpc.LocalInferenceServicer):
             stream = lease.slot.generate(params, self._timeout(context))
             context.add_callback(stream.cancel)
             version = lease.slot.info.version
+            last_sent: float | None = None  # the first token goes out as soon as it exists
             # A token must come within the call's deadline, or request_timeout of the last one.
             while True:
                 deadline = time.monotonic() + self._timeout(context)
-                event = None
-                while event is None and context.is_active():
+                hold = None if last_sent is None else last_sent + CHUNK_INTERVAL
+                events: list[Token] = []
+                while not events and context.is_active():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise TimedOut(f"model {version} produced no token in time")
-                    event = stream.next(min(_POLL, remaining))
-                if event is None:
+                    events = stream.next_group(
+                        min(_POLL, remaining), max_events=CHUNK_TOKENS, hold_until=hold
+                    )
+                if not events:
                     return  # the caller went away; the callback cancelled the sequence
-                if event.error is not None:
-                    raise event.error
-                yield pb.GenerateChunk(
-                    token=event.token,
-                    finished=event.finished,
-                    finish_reason=event.reason or "",
-                    model_version=version,
-                )
-                if event.finished:
+                failure = events[-1].error
+                tokens = events[:-1] if failure is not None else events
+                if tokens:
+                    yield pb.GenerateChunk(
+                        token=b"".join(event.token for event in tokens),
+                        finished=tokens[-1].finished,
+                        finish_reason=tokens[-1].reason or "",
+                        model_version=version,
+                    )
+                    last_sent = time.monotonic()
+                if failure is not None:
+                    raise failure
+                if tokens[-1].finished:
                     return
         except Exception as exc:
             code, message = status_of(self._translate(exc))

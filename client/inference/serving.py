@@ -75,6 +75,7 @@ class ModelSlot:
                 engine,
                 max_pending=config.max_generate_pending,
                 translate=translate,
+                admit_wait=config.max_wait,
             )
 
     def predict(self, features: Sequence[float]) -> Future[np.ndarray]:

@@ -215,7 +215,7 @@ def _generate(args: argparse.Namespace, client: InferClient) -> None:
     text, reason, version, tokens = [], "", "", 0
     for chunk in client.generate(request):
         piece = decoder.decode(chunk.token)
-        tokens += bool(chunk.token)
+        tokens += len(chunk.token)  # one byte per token; a chunk may carry several
         reason, version = chunk.finish_reason or reason, chunk.model_version
         if args.json:
             text.append(piece)

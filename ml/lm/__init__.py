@@ -14,6 +14,7 @@ from fedota.ml.lm.engine import (
     GenerationRequest,
     InvalidRequest,
     TokenEvent,
+    prefill_groups,
 )
 from fedota.ml.lm.kvcache import (
     DecodeBatch,
@@ -48,5 +49,6 @@ __all__ = [
     "generate_corpus",
     "make_decode_batch",
     "perplexity",
+    "prefill_groups",
     "train_lm",
 ]

@@ -7,11 +7,12 @@
             ...
 
 Each `step` first admits waiting requests in arrival order while a batch slot and their
-worst-case cache blocks are free (admission reserves them, so a running sequence never meets
-an exhausted pool) and prefills each one alone, then decodes one token for every active
-sequence as one batch. A sequence's tokens do not depend on what it is batched with: greedy
-decoding gives the same tokens alone or batched, and a seeded sample draws from the
-sequence's own generator. The stop sequence, when given, is part of the streamed output.
+worst-case cache blocks are free (admission reserves them, so a running sequence never meets an
+exhausted pool) and prefills them together (`prefill_groups`: prompts of similar lengths in one
+padded forward pass), then decodes one token for every active sequence as one batch. A
+sequence's tokens do not depend on what it is batched with: greedy decoding gives the same
+tokens alone or batched, and a seeded sample draws from the sequence's own generator. The stop
+sequence, when given, is part of the streamed output.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import collections
 import itertools
 import math
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +29,10 @@ from torch import nn
 
 from fedota.ml.lm.config import BOS, EOS, LMConfig, encode
 from fedota.ml.lm.kvcache import KVCachePool, SequenceCache, blocks_needed, make_decode_batch
+
+# Padded prompt tokens prefilled in one pass at most: bounds its activations (a d=512 model's
+# MLP holds 8 KB per token), while 16 prompts of a few hundred bytes still go together.
+PREFILL_MAX_TOKENS = 4096
 
 
 class EngineFull(RuntimeError):
@@ -177,20 +183,35 @@ class GenerationEngine:
         return events
 
     def _admit(self, events: list[TokenEvent]) -> None:
+        admitted: list[_Sequence] = []
         while self._waiting and len(self._active) < self.max_batch:
             seq = self._waiting[0]
             if seq.reserve > self.pool.num_blocks - self._reserved:
-                return
+                break
             self._waiting.popleft()
             self._reserved += seq.reserve
             self._active[seq.seq_id] = seq
             seq.cache = SequenceCache(self.pool, self.config.window)
+            seq.cache.extend(len(seq.request.prompt) + 1)  # BOS + the prompt's bytes
+            admitted.append(seq)
+        logits: dict[int, torch.Tensor] = {}
+        for group in prefill_groups([len(s.request.prompt) + 1 for s in admitted]):
+            rows = self._prefill([admitted[i] for i in group])
+            logits.update(zip(group, rows, strict=True))
+        if admitted:  # first tokens in arrival order
+            rows = torch.stack([logits[index] for index in range(len(admitted))])
+            for seq, token in zip(admitted, self._sample(admitted, rows), strict=True):
+                self._emit(seq, token, events)
+
+    def _prefill(self, group: list[_Sequence]) -> torch.Tensor:
+        prompts, slots = [], []
+        for seq in group:
+            assert seq.cache is not None
             tokens = encode(seq.request.prompt)
-            seq.cache.extend(len(tokens))
             oldest = 0 if self.config.window is None else max(0, len(tokens) - self.config.window)
-            slots = torch.tensor(seq.cache.slots(oldest, len(tokens)), dtype=torch.long)
-            logits = self.model.prefill(torch.tensor(tokens, dtype=torch.long), self.pool, slots)
-            self._emit(seq, logits, events)
+            prompts.append(torch.tensor(tokens, dtype=torch.long))
+            slots.append(torch.tensor(seq.cache.slots(oldest, len(tokens)), dtype=torch.long))
+        return self.model.prefill_batch(prompts, self.pool, slots)
 
     def _decode(self, events: list[TokenEvent]) -> None:
         batch = list(self._active.values())
@@ -199,11 +220,10 @@ class GenerationEngine:
             cache.extend(cache.length + 1)
         inputs = make_decode_batch([s.last_token for s in batch], caches, self.config.window)
         logits = self.model.decode(inputs, self.pool)
-        for seq, row in zip(batch, logits, strict=True):
-            self._emit(seq, row, events)
+        for seq, token in zip(batch, self._sample(batch, logits), strict=True):
+            self._emit(seq, token, events)
 
-    def _emit(self, seq: _Sequence, logits: torch.Tensor, events: list[TokenEvent]) -> None:
-        token = self._sample(seq, logits)
+    def _emit(self, seq: _Sequence, token: int, events: list[TokenEvent]) -> None:
         request = seq.request
         if token == EOS:
             events.append(TokenEvent(seq.seq_id, b"", True, "eos"))
@@ -221,13 +241,17 @@ class GenerationEngine:
         if reason is not None:
             self._finish(seq)
 
-    def _sample(self, seq: _Sequence, logits: torch.Tensor) -> int:
+    def _sample(self, batch: list[_Sequence], logits: torch.Tensor) -> list[int]:
+        # The next token of each sequence from its row of logits (B, V): greedy rows in one
+        # argmax (exact, so the same as row by row), sampled rows from their own generators.
         logits = logits.float().clone()
-        logits[BOS] = -math.inf
-        if seq.generator is None:
-            return int(logits.argmax())
-        probs = torch.softmax(logits / seq.request.temperature, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=seq.generator))
+        logits[:, BOS] = -math.inf
+        tokens = logits.argmax(dim=1).tolist()
+        for row, seq in enumerate(batch):
+            if seq.generator is not None:
+                probs = torch.softmax(logits[row] / seq.request.temperature, dim=-1)
+                tokens[row] = int(torch.multinomial(probs, 1, generator=seq.generator))
+        return tokens
 
     def _finish(self, seq: _Sequence) -> None:
         del self._active[seq.seq_id]
@@ -254,4 +278,37 @@ class GenerationEngine:
             )
 
 
-__all__ = ["EngineFull", "GenerationEngine", "GenerationRequest", "InvalidRequest", "TokenEvent"]
+def prefill_groups(
+    lengths: Sequence[int], *, max_padding: float = 0.25, max_tokens: int = PREFILL_MAX_TOKENS
+) -> list[list[int]]:
+    """Indices of prompts to prefill together, each group in arrival order, groups by length.
+
+    Prompts are padded to their group's longest, so a group takes prompts of similar lengths
+    (at most `max_padding` of its padded tokens are padding) and at most `max_tokens` padded
+    tokens (bounding the activations of one pass); a prompt longer than that goes alone.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for index in order:
+        length = lengths[index]  # the longest so far: the order is ascending
+        padded = (len(current) + 1) * length
+        if current and (padded > max_tokens or real + length < (1 - max_padding) * padded):
+            groups.append(sorted(current))
+            current, real = [], 0
+        current.append(index)
+        real += length
+    if current:
+        groups.append(sorted(current))
+    return groups
+
+
+__all__ = [
+    "EngineFull",
+    "GenerationEngine",
+    "GenerationRequest",
+    "InvalidRequest",
+    "TokenEvent",
+    "prefill_groups",
+]

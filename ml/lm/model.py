@@ -1,16 +1,17 @@
 """A small decoder-only byte LM: pre-norm (RMSNorm) blocks, rotary positions, GELU MLP.
 
-Three ways to run it: `forward` over whole sequences (training, perplexity); `prefill`, one
-prompt, which writes its keys and values into the KV-cache pool; `decode`, one new token for
-each of a batch of sequences of different lengths, reading their keys and values through
-block tables (`kvcache.DecodeBatch`). Attention is causal, or sliding-window when the config
-has a `window`.
+Three ways to run it: `forward` over whole sequences (training, perplexity); `prefill_batch`,
+prompts (one or several, padded into one batch), which writes their keys and values into the
+KV-cache pool; `decode`, one new token for each of a batch of sequences of different lengths,
+reading their keys and values through block tables (`kvcache.DecodeBatch`). Attention is
+causal, or sliding-window when the config has a `window`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -138,14 +139,42 @@ class ByteLM(nn.Module):
         Raises:
             ValueError: T exceeds max_seq_len or slots exceed T.
         """
-        if slots.numel() > tokens.numel():
-            raise ValueError(f"{slots.numel()} cache slots for a {tokens.numel()}-token prompt")
-        keep = slots.numel()
-        x, kvs = self._run(tokens[None])
+        return self.prefill_batch([tokens], pool, [slots])[0]
+
+    def prefill_batch(
+        self, prompts: Sequence[torch.Tensor], pool: KVCachePool, slots: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """`prefill` for several prompts in one forward pass: next-token logits (B, V).
+
+        The prompts are right-padded to the longest: attention is causal, so a prompt's
+        positions never see the padding after them, and each prompt gets what it gets alone
+        (up to the float rounding of a larger matmul; int8 rows are exact either way).
+
+        Raises:
+            ValueError: no prompt, a prompt over max_seq_len, or slots exceeding a prompt.
+        """
+        if not prompts or len(prompts) != len(slots):
+            raise ValueError(f"{len(prompts)} prompts with {len(slots)} slot lists")
+        lengths = [p.numel() for p in prompts]
+        for length, where in zip(lengths, slots, strict=True):
+            if where.numel() > length:
+                raise ValueError(f"{where.numel()} cache slots for a {length}-token prompt")
+        rows = torch.zeros(len(prompts), max(lengths), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            rows[row, : lengths[row]] = prompt
+        x, kvs = self._run(rows)
+        # Row r keeps positions [T_r - len(slots_r), T_r): one gather and one cache write
+        # per layer for the whole batch.
+        keep_rows = torch.cat([torch.full((w.numel(),), r) for r, w in enumerate(slots)])
+        keep_cols = torch.cat(
+            [torch.arange(t - w.numel(), t) for t, w in zip(lengths, slots, strict=True)]
+        )
+        targets = torch.cat(list(slots))
         for layer, (k, v) in enumerate(kvs):
-            start = k.shape[1] - keep
-            pool.layer(layer).index_copy_(0, slots, torch.stack((k[0, start:], v[0, start:]), 1))
-        return self.lm_head(self.norm(x[0, -1]))
+            kv = torch.stack((k[keep_rows, keep_cols], v[keep_rows, keep_cols]), 1)
+            pool.layer(layer).index_copy_(0, targets, kv)
+        last = x[torch.arange(len(prompts)), torch.tensor(lengths) - 1]
+        return self.lm_head(self.norm(last))
 
     def decode(self, batch: DecodeBatch, pool: KVCachePool) -> torch.Tensor:
         """Next-token logits (B, V) after one new token per sequence of the batch."""
@@ -168,7 +197,7 @@ class ByteLM(nn.Module):
         x = self.embed(batch.tokens).to(torch.float32).contiguous()
         h = torch.empty_like(x)
         attn = torch.empty_like(x)
-        scores = torch.empty(c.max_seq_len if c.window is None else c.window + 1)
+        scores = torch.empty(c.n_heads * (c.max_seq_len if c.window is None else c.window + 1))
         rotation = torch.view_as_real(self.rotation)
         positions, writes = batch.positions.data_ptr(), batch.write_slots.data_ptr()
         window = c.window or 0

@@ -3,17 +3,26 @@
 Why a hand-written int4 kernel: measured at batch 1 on one thread over the six d=512 blocks'
 linears (75 MB fp32), PyTorch's `_weight_int4pack_mm_for_cpu` ran 9x slower than fp32,
 inductor-compiled dequantize+matmul formulations 8-12x slower (inductor vectorises the group
-axis, not the row), torchao 0.18 has no CPU int4 kernel in its wheel. This one decodes a weight
-row into L1 and dots it with every input row: ~2x fp32 at batch 1, ~1.1x at batch 16.
+axis, not the row), torchao 0.18 has no CPU int4 kernel in its wheel. This one decodes four
+weight rows at a time into L1 and multiplies them with four input rows at a time (16
+accumulators in registers, one reduction tree for all 16 outputs). With AVX512-BF16 it decodes
+to bf16 and multiplies bf16 pairs into fp32 accumulators (`vdpbf16ps`, twice fp32's rate; the
+operands' rounding is ~0.2%, far inside int4's own error): the 24 linears took 2.2 ms at 1 row
+(fp32: 6.4), 5.1 ms at 16 (fp32 BLAS: 13.0; one row at a time, as before: 13.8) and half
+the time of decoding the weight for fp32 BLAS at 64-400 rows, so it serves every row count
+(prefill too) and a row's result never depends on its batch. Without BF16 it multiplies fp32
+operands (9.4 ms at 16 rows) and hands more than 16 rows to BLAS.
 
 int8 quantizes each activation row alone (per-token scales: batched rows give the same results
 as alone, and one outlier token does not coarsen the others). Few rows (decode) run a VNNI row
 kernel that reads the weights at memory speed: 3.5x fp32 at batch 1, where fbgemm's dynamic
 linear (`quantized.linear_dynamic`) reached 1.9-3.2x because of a ~12 us fixed cost per call
-(24 calls a token) and quantizes a whole batch with one scale. Many rows (prefill, MiniLM) run
-oneDNN's int8 GEMM, `torch._int_mm`, on the same (N, K) int8 weight (no second packed copy),
-with the row quantization and rescaling in C: 3.4x fp32's GEMM at 448 rows, where fbgemm's
-dynamic linear gave 1.2-1.4x.
+(24 calls a token) and quantizes a whole batch with one scale. From four rows it takes them in
+4x4 tiles (each weight and input vector loaded once for four products, a transpose-and-add
+tree for the 16 sums): the 24 linears at 16 rows took 3.8 ms where one row at a time took 5.0
+and `torch._int_mm` 5.0. Many rows (prefill, MiniLM) run oneDNN's int8 GEMM, `torch._int_mm`,
+on the same (N, K) int8 weight (no second packed copy), with the row quantization and
+rescaling in C: 3.4x fp32's GEMM at 448 rows, where fbgemm's dynamic linear gave 1.2-1.4x.
 """
 
 from __future__ import annotations
@@ -26,8 +35,13 @@ from fedota.ml.quant._csource import SOURCE
 from fedota.ml.quant.native import load_library, native_status
 
 # Above this many input rows the int4 weight is decoded whole and handed to the BLAS matmul
-# (compute-bound there; below it, reading the weight dominates and the row kernel wins).
+# (compute-bound there; below it, reading the weight dominates and the row kernel wins) -
+# unless the row kernel runs on bf16 operands (AVX512-BF16), which beats fp32 BLAS 2x at any
+# row count (the six d=512 blocks: 5.4 vs 13.8 ms at 16 rows, 14 vs 27 ms at 400) and so
+# serves every batch, a row's result the same alone or in any batch.
 ROW_KERNEL_MAX_ROWS = 16
+# Rows per row-kernel call: bounds its scratch (2 * rows * K floats) and keeps it in L2.
+ROW_KERNEL_CHUNK = 256
 # int8: up to this many rows the row kernel (3.5x fp32 at 1 row, 2.3x at 16) wins; above it
 # oneDNN's int8 GEMM does (the row kernel falls to 0.85x fp32 at 512 rows).
 INT8_ROW_KERNEL_MAX_ROWS = 64
@@ -36,13 +50,15 @@ _I = ctypes.c_int64
 
 
 def _declare(lib: ctypes.CDLL) -> None:
-    if lib.fedota_quant_abi() != 5:
+    if lib.fedota_quant_abi() != 6:
         raise RuntimeError("the quantized kernel library has an unexpected ABI")
     lib.fedota_i4_linear.argtypes = [_P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _P]
     lib.fedota_i4_dequant.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I]
     lib.fedota_rows_quantize.argtypes = [_P, _P, _P, _P, _I, _I, _P]
     lib.fedota_rows_dequant.argtypes = [_P, _P, _P, _P, _P, _I, _I]
     lib.fedota_i8_linear.argtypes = [_P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _P, _P, _P]
+    lib.fedota_i4_bf16.argtypes = []
+    lib.fedota_i4_bf16.restype = ctypes.c_int
     for fn in (
         "fedota_i4_linear",
         "fedota_i4_dequant",
@@ -64,6 +80,15 @@ def kernel_status() -> str:
     return native_status().get("fedota-quant", "not loaded")
 
 
+def int4_operands() -> str:
+    """What the int4 row kernel multiplies: "bf16" (AVX512-BF16, every row count), "fp32"
+    (up to ROW_KERNEL_MAX_ROWS rows), or "none" without the C library."""
+    lib = library()
+    if lib is None:
+        return "none"
+    return "bf16" if lib.fedota_i4_bf16() == 1 else "fp32"
+
+
 def int4_linear(
     x: torch.Tensor,
     packed: torch.Tensor,
@@ -83,22 +108,25 @@ def int4_linear(
     x = x.to(torch.float32).contiguous()
     lib = library()
     rows = x.shape[0]
-    if lib is not None and rows <= ROW_KERNEL_MAX_ROWS:
+    if lib is not None and (rows <= ROW_KERNEL_MAX_ROWS or lib.fedota_i4_bf16() == 1):
         out = torch.empty(rows, n, dtype=torch.float32)
-        scratch = torch.empty((rows + 1) * k, dtype=torch.float32)
-        lib.fedota_i4_linear(
-            x.data_ptr(),
-            packed.data_ptr(),
-            scale.data_ptr(),
-            _ptr(offset),
-            _ptr(bias),
-            out.data_ptr(),
-            rows,
-            n,
-            k,
-            group_size,
-            scratch.data_ptr(),
-        )
+        chunk = min(rows, ROW_KERNEL_CHUNK)
+        scratch = torch.empty((2 * chunk + 8) * k, dtype=torch.float32)
+        for start in range(0, rows, chunk):
+            stop = min(rows, start + chunk)
+            lib.fedota_i4_linear(
+                x[start].data_ptr(),
+                packed.data_ptr(),
+                scale.data_ptr(),
+                _ptr(offset),
+                _ptr(bias),
+                out[start].data_ptr(),
+                stop - start,
+                n,
+                k,
+                group_size,
+                scratch.data_ptr(),
+            )
         return out
     w_even, w_odd = int4_dequantize_split(packed, scale, offset, group_size)
     out = x[:, 0::2] @ w_even.T
@@ -204,9 +232,11 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
 
 __all__ = [
     "INT8_ROW_KERNEL_MAX_ROWS",
+    "ROW_KERNEL_CHUNK",
     "ROW_KERNEL_MAX_ROWS",
     "int4_dequantize_split",
     "int4_linear",
+    "int4_operands",
     "int8_linear",
     "kernel_status",
     "library",
