@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from fedota.protos.v1 import admin_pb2, device_pb2, releases_pb2
-from fedota.server import cohorts, devices, enrollment_tokens, rollouts
+from fedota.protos.v1 import admin_pb2, campaigns_pb2, device_pb2, releases_pb2
+from fedota.server import campaigns, cohorts, devices, enrollment_tokens, rollouts
 from fedota.server.audit import Actor
 from fedota.server.auth import OperatorIdentity, authenticate_operator, authorization_header
+from fedota.server.campaigns.messages import campaign_message
+from fedota.server.campaigns.operator import checked_id, start_campaign, stop_campaign
 from fedota.server.registry import keys, models, releases
 from fedota.server.rollouts.messages import request_thresholds, rollout_message
 from fedota.server.rollouts.views import RolloutView
@@ -203,3 +205,36 @@ class AdminService:
             self._runtime.database, who.actor, request.id, request.reason, self._runtime.clock()
         )
         return rollout_message(view)
+
+    # -- training campaigns -------------------------------------------------------------------
+
+    def StartCampaign(
+        self, request: campaigns_pb2.StartCampaignRequest, context: grpc.ServicerContext
+    ) -> campaigns_pb2.Campaign:
+        who = self._operator(context, Role.OPERATOR, "starting a campaign")
+        runtime = self._runtime
+        campaign_id = start_campaign(runtime.database, runtime.campaigns, who.actor, request)
+        return campaign_message(campaigns.get_campaign(runtime.database, campaign_id))
+
+    def ListCampaigns(
+        self, request: campaigns_pb2.ListCampaignsRequest, context: grpc.ServicerContext
+    ) -> campaigns_pb2.ListCampaignsResponse:
+        self._operator(context, Role.VIEWER, "listing campaigns")
+        views = campaigns.list_campaigns(self._runtime.database)
+        return campaigns_pb2.ListCampaignsResponse(campaigns=[campaign_message(v) for v in views])
+
+    def GetCampaign(
+        self, request: campaigns_pb2.CampaignRef, context: grpc.ServicerContext
+    ) -> campaigns_pb2.Campaign:
+        self._operator(context, Role.VIEWER, "showing a campaign")
+        campaign_id = checked_id("id", request.id)
+        return campaign_message(campaigns.get_campaign(self._runtime.database, campaign_id))
+
+    def StopCampaign(
+        self, request: campaigns_pb2.CampaignRef, context: grpc.ServicerContext
+    ) -> campaigns_pb2.Campaign:
+        who = self._operator(context, Role.OPERATOR, "stopping a campaign")
+        runtime = self._runtime
+        campaign_id = checked_id("id", request.id)
+        stop_campaign(runtime.database, runtime.campaigns, who.actor, campaign_id)
+        return campaign_message(campaigns.get_campaign(runtime.database, campaign_id))

@@ -26,7 +26,7 @@ from fedota.server import bootstrap as boot
 from fedota.server.admin_service import AdminService
 from fedota.server.config import Address, Limits, Settings
 from fedota.server.errors import StartupError
-from fedota.server.federation.running import Federation
+from fedota.server.federation.running import CampaignStorage, Federation
 from fedota.server.files import ensure_private_dir
 from fedota.server.fleet_service import FleetService
 from fedota.server.pki import (
@@ -199,7 +199,7 @@ class Coordinator:
     repository: RepositoryHTTPServer
     # Re-signs update metadata before it expires.
     resigner: Resigner
-    # The Flower SuperLink for training campaigns; None when started without one.
+    # The Flower SuperLink and the campaign runner; None when started without a federation.
     federation: Federation | None = None
 
     @property
@@ -291,8 +291,11 @@ class Coordinator:
                 ) from exc
             tuf = _update_metadata(database, blobs, data_dir, settings.tuf, now)
             if settings.federation_listen is not None:
+                storage = CampaignStorage(
+                    database.url.render_as_string(hide_password=False), blobs.root, work_dir
+                )
                 federation = Federation.start(
-                    data_dir, ca, database, settings.federation_listen, settings.sans, now
+                    data_dir, ca, database, settings.federation_listen, settings.sans, now, storage
                 )
             runtime = Runtime(
                 database,
@@ -304,6 +307,7 @@ class Coordinator:
                 tuf,
                 clock,
                 federation.address.port if federation is not None else 0,
+                federation.campaigns if federation is not None else None,
             )
             health_servicer = _add_services(server, runtime)
             repository.start(runtime)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from fedota.server.campaigns.runner import CampaignRunner
 from fedota.server.config import Limits
 from fedota.server.pki import FleetCA, PublicKey, issue_device_certificate
 from fedota.server.releases import MetadataStore
@@ -34,6 +35,8 @@ class Runtime:
     clock: Callable[[], dt.datetime] = field(default=utcnow)
     # The federation's SuperLink port accepted devices are told to dial; 0 when none runs.
     federation_port: int = 0
+    # Starts and stops training campaigns' Flower runs; None without a federation.
+    campaigns: CampaignRunner | None = None
 
     def issue_certificate(
         self, public_key: PublicKey, device_id: str, now: dt.datetime

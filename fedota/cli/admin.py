@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from fedota.cli import _admin_registry, _admin_rollouts
+from fedota.cli import _admin_campaigns, _admin_registry, _admin_rollouts
 from fedota.cli import _admin_views as views
 from fedota.cli._admin_base import (
     Command,
@@ -95,6 +95,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     _admin_registry.register(groups)
     _admin_rollouts.register(groups)
+    _admin_campaigns.register(groups)
 
 
 def _cohorts_create(args: argparse.Namespace, client: AdminClient) -> None:

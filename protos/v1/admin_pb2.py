@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from fedota.protos.v1 import campaigns_pb2 as fedota_dot_v1_dot_campaigns__pb2
 from fedota.protos.v1 import device_pb2 as fedota_dot_v1_dot_device__pb2
 from fedota.protos.v1 import releases_pb2 as fedota_dot_v1_dot_releases__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64ota/v1/admin.proto\x12\tfedota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x66\x65\x64ota/v1/device.proto\x1a\x18\x66\x65\x64ota/v1/releases.proto\"\x80\x01\n\x06\x43ohort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66leet\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x65vice_count\x18\x04 \x01(\r\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x13\x43reateCohortRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\x14\n\x12ListCohortsRequest\"9\n\x13ListCohortsResponse\x12\"\n\x07\x63ohorts\x18\x01 \x03(\x0b\x32\x11.fedota.v1.Cohort\"\xdd\x02\n\x0f\x45nrollmentToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x66leet\x18\x02 \x01(\t\x12\x0e\n\x06\x63ohort\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08max_uses\x18\x06 \x01(\r\x12\x0c\n\x04uses\x18\x07 \x01(\r\x12\x13\n\x0b\x61uto_accept\x18\x08 \x01(\x08\x12\x0f\n\x07revoked\x18\t \x01(\x08\x12\x12\n\ncreated_by\x18\n \x01(\t\x12\x36\n\x06labels\x18\x0b \x03(\x0b\x32&.fedota.v1.EnrollmentToken.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xde\x01\n\x1c\x43reateEnrollmentTokenRequest\x12\x0e\n\x06\x63ohort\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x04\x12\x10\n\x08max_uses\x18\x03 \x01(\r\x12\x13\n\x0b\x61uto_accept\x18\x04 \x01(\x08\x12\x43\n\x06labels\x18\x05 \x03(\x0b\x32\x33.fedota.v1.CreateEnrollmentTokenRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x1d\x43reateEnrollmentTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12(\n\x04info\x18\x02 \x01(\x0b\x32\x1a.fedota.v1.EnrollmentToken\"7\n\x1bListEnrollmentTokensRequest\x12\x18\n\x10include_inactive\x18\x01 \x01(\x08\"J\n\x1cListEnrollmentTokensResponse\x12*\n\x06tokens\x18\x01 \x03(\x0b\x32\x1a.fedota.v1.EnrollmentToken\"*\n\x1cRevokeEnrollmentTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"r\n\x12ListDevicesRequest\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.fedota.v1.DeviceState\x12\x0e\n\x06\x63ohort\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"R\n\x13ListDevicesResponse\x12\"\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x11.fedota.v1.Device\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x17\n\tDeviceRef\x12\n\n\x02id\x18\x01 \x01(\t\"/\n\x11\x44\x65viceStateChange\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xc2\r\n\x05\x41\x64min\x12\x41\n\x0c\x43reateCohort\x12\x1e.fedota.v1.CreateCohortRequest\x1a\x11.fedota.v1.Cohort\x12L\n\x0bListCohorts\x12\x1d.fedota.v1.ListCohortsRequest\x1a\x1e.fedota.v1.ListCohortsResponse\x12j\n\x15\x43reateEnrollmentToken\x12\'.fedota.v1.CreateEnrollmentTokenRequest\x1a(.fedota.v1.CreateEnrollmentTokenResponse\x12g\n\x14ListEnrollmentTokens\x12&.fedota.v1.ListEnrollmentTokensRequest\x1a\'.fedota.v1.ListEnrollmentTokensResponse\x12\\\n\x15RevokeEnrollmentToken\x12\'.fedota.v1.RevokeEnrollmentTokenRequest\x1a\x1a.fedota.v1.EnrollmentToken\x12L\n\x0bListDevices\x12\x1d.fedota.v1.ListDevicesRequest\x1a\x1e.fedota.v1.ListDevicesResponse\x12\x34\n\tGetDevice\x12\x14.fedota.v1.DeviceRef\x1a\x11.fedota.v1.Device\x12?\n\x0c\x41\x63\x63\x65ptDevice\x12\x1c.fedota.v1.DeviceStateChange\x1a\x11.fedota.v1.Device\x12?\n\x0cRejectDevice\x12\x1c.fedota.v1.DeviceStateChange\x1a\x11.fedota.v1.Device\x12?\n\x0cRevokeDevice\x12\x1c.fedota.v1.DeviceStateChange\x1a\x11.fedota.v1.Device\x12\x45\n\x0bImportModel\x12\x1b.fedota.v1.ImportModelChunk\x1a\x17.fedota.v1.ModelVersion(\x01\x12I\n\nListModels\x12\x1c.fedota.v1.ListModelsRequest\x1a\x1d.fedota.v1.ListModelsResponse\x12\x38\n\x08GetModel\x12\x13.fedota.v1.ModelRef\x1a\x17.fedota.v1.ModelVersion\x12\x44\n\rCreateRelease\x12\x1f.fedota.v1.CreateReleaseRequest\x1a\x12.fedota.v1.Release\x12O\n\x0cListReleases\x12\x1e.fedota.v1.ListReleasesRequest\x1a\x1f.fedota.v1.ListReleasesResponse\x12\x43\n\x08ListKeys\x12\x1a.fedota.v1.ListKeysRequest\x1a\x1b.fedota.v1.ListKeysResponse\x12\x46\n\tRotateKey\x12\x1b.fedota.v1.RotateKeyRequest\x1a\x1c.fedota.v1.RotateKeyResponse\x12\x44\n\rCreateRollout\x12\x1f.fedota.v1.CreateRolloutRequest\x1a\x12.fedota.v1.Rollout\x12O\n\x0cListRollouts\x12\x1e.fedota.v1.ListRolloutsRequest\x1a\x1f.fedota.v1.ListRolloutsResponse\x12\x37\n\nGetRollout\x12\x15.fedota.v1.RolloutRef\x1a\x12.fedota.v1.Rollout\x12\x39\n\x0cPauseRollout\x12\x15.fedota.v1.RolloutRef\x1a\x12.fedota.v1.Rollout\x12:\n\rResumeRollout\x12\x15.fedota.v1.RolloutRef\x1a\x12.fedota.v1.Rollout\x12\x39\n\x0c\x41\x62ortRollout\x12\x15.fedota.v1.RolloutRef\x1a\x12.fedota.v1.Rollout\x12<\n\x0fRollbackRollout\x12\x15.fedota.v1.RolloutRef\x1a\x12.fedota.v1.Rolloutb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64ota/v1/admin.proto\x12\tfedota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19\x66\x65\x64ota/v1/campaigns.proto\x1a\x16\x66\x65\x64ota/v1/device.proto\x1a\x18\x66\x65\x64ota/v1/releases.proto\"\x80\x01\n\x06\x43ohort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66leet\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x65vice_count\x18\x04 \x01(\r\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x13\x43reateCohortRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\x14\n\x12ListCohortsRequest\"9\n\x13ListCohortsResponse\x12\"\n\x07\x63ohorts\x18\x01 \x03(\x0b\x32\x11.fedota.v1.Cohort\"\xdd\x02\n\x0f\x45nrollmentToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x66leet\x18\x02 \x01(\t\x12\x0e\n\x06\x63ohort\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08max_uses\x18\x06 \x01(\r\x12\x0c\n\x04uses\x18\x07 \x01(\r\x12\x13\n\x0b\x61uto_accept\x18\x08 \x01(\x08\x12\x0f\n\x07revoked\x18\t \x01(\x08\x12\x12\n\ncreated_by\x18\n \x01(\t\x12\x36\n\x06labels\x18\x0b \x03(\x0b\x32&.fedota.v1.EnrollmentToken.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xde\x01\n\x1c\x43reateEnrollmentTokenRequest\x12\x0e\n\x06\x63ohort\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x04\x12\x10\n\x08max_uses\x18\x03 \x01(\r\x12\x13\n\x0b\x61uto_accept\x18\x04 \x01(\x08\x12\x43\n\x06labels\x18\x05 \x03(\x0b\x32\x33.fedota.v1.CreateEnrollmentTokenRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x1d\x43reateEnrollmentTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12(\n\x04info\x18\x02 \x01(\x0b\x32\x1a.fedota.v1.EnrollmentToken\"7\n\x1bListEnrollmentTokensRequest\x12\x18\n\x10include_inactive\x18\x01 \x01(\x08\"J\n\x1cListEnrollmentTokensResponse\x12*\n\x06tokens\x18\x01 \x03(\x0b\x32\x1a.fedota.v1.EnrollmentToken\"*\n\x1cRevokeEnrollmentTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"r\n\x12ListDevicesRequest\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.fedota.v1.DeviceState\x12\x0e\n\x06\x63ohort\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"R\n\x13ListDevicesResponse\x12\"\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x11.fedota.v1.Device\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x17\n\tDeviceRef\x12\n\n\x02id\x18\x01 \x01(\t\"/\n\x11\x44\x65viceStateChange\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xd6\x0f\n\x05\x41\x64min\x12\x41\n\x0c\x43reateCohort\x12\x1e.fedota.v1.CreateCohortRequest\x1a\x11.fedota.v1.Cohort\x12L\n\x0bListCohorts\x12\x1d.fedota.v1.ListCohortsRequest\x1a\x1e.fedota.v1.ListCohortsResponse\x12j\n\x15\x43reateEnrollmentToken\x12\'.fedota.v1.CreateEnrollmentTokenRequest\x1a(.fedota.v1.CreateEnrollmentTokenResponse\x12g\n\x14ListEnrollmentTokens\x12&.fedota.v1.ListEnrollmentTokensRequest\x1a\'.fedota.v1.ListEnrollmentTokensResponse\x12\\\n\x15RevokeEnrollmentToken\x12\'.fedota.v1.RevokeEnrollmentTokenRequest\x1a\x1a.fedota.v1.EnrollmentToken\x12L\n\x0bListDevices\x12\x1d.fedota.v1.ListDevicesRequest\x1a\x1e.fedota.v1.ListDevicesResponse\x12\x34\n\tGetDevice\x12\x14.fedota.v1.DeviceRef\x1a\x11.fedota.v1.Device\x12?\n\x0c\x41\x63\x63\x65ptDevice\x12\x1c.fedota.v1.DeviceStateChange\x1a\x11.fedota.v1.Device\x12?\n\x0cRejectDevice\x12\x1c.fedota.v1.DeviceStateChange\x1a\x11.fedota.v1.Device\x12?\n\x0cRevokeDevice\x12\x1c.fedota.v1.DeviceStateChange\x1a\x11.fedota.v1.Device\x12\x45\n\x0bImportModel\x12\x1b.fedota.v1.ImportModelChunk\x1a\x17.fedota.v1.ModelVersion(\x01\x12I\n\nListModels\x12\x1c.fedota.v1.ListModelsRequest\x1a\x1d.fedota.v1.ListModelsResponse\x12\x38\n\x08GetModel\x12\x13.fedota.v1.ModelRef\x1a\x17.fedota.v1.ModelVersion\x12\x44\n\rCreateRelease\x12\x1f.fedota.v1.CreateReleaseRequest\x1a\x12.fedota.v1.Release\x12O\n\x0cListReleases\x12\x1e.fedota.v1.ListReleasesRequest\x1a\x1f.fedota.v1.ListReleasesResponse\x12\x43\n\x08ListKeys\x12\x1a.fedota.v1.ListKeysRequest\x1a\x1b.fedota.v1.ListKeysResponse\x12\x46\n\tRotateKey\x12\x1b.fedota.v1.RotateKeyRequest\x1a\x1c.fedota.v1.RotateKeyResponse\x12\x44\n\rCreateRollout\x12\x1f.fedota.v1.CreateRolloutRequest\x1a\x12.fedota.v1.Rollout\x12O\n\x0cListRollouts\x12\x1e.fedota.v1.ListRolloutsRequest\x1a\x1f.fedota.v1.ListRolloutsResponse\x12\x37\n\nGetRollout\x12\x15.fedota.v1.RolloutRef\x1a\x12.fedota.v1.Rollout\x12\x39\n\x0cPauseRollout\x12\x15.fedota.v1.RolloutRef\x1a\x12.fedota.v1.Rollout\x12:\n\rResumeRollout\x12\x15.fedota.v1.RolloutRef\x1a\x12.fedota.v1.Rollout\x12\x39\n\x0c\x41\x62ortRollout\x12\x15.fedota.v1.RolloutRef\x1a\x12.fedota.v1.Rollout\x12<\n\x0fRollbackRollout\x12\x15.fedota.v1.RolloutRef\x1a\x12.fedota.v1.Rollout\x12\x45\n\rStartCampaign\x12\x1f.fedota.v1.StartCampaignRequest\x1a\x13.fedota.v1.Campaign\x12R\n\rListCampaigns\x12\x1f.fedota.v1.ListCampaignsRequest\x1a .fedota.v1.ListCampaignsResponse\x12:\n\x0bGetCampaign\x12\x16.fedota.v1.CampaignRef\x1a\x13.fedota.v1.Campaign\x12;\n\x0cStopCampaign\x12\x16.fedota.v1.CampaignRef\x1a\x13.fedota.v1.Campaignb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,38 +39,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENROLLMENTTOKEN_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_CREATEENROLLMENTTOKENREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_CREATEENROLLMENTTOKENREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_COHORT']._serialized_start=120
-  _globals['_COHORT']._serialized_end=248
-  _globals['_CREATECOHORTREQUEST']._serialized_start=250
-  _globals['_CREATECOHORTREQUEST']._serialized_end=306
-  _globals['_LISTCOHORTSREQUEST']._serialized_start=308
-  _globals['_LISTCOHORTSREQUEST']._serialized_end=328
-  _globals['_LISTCOHORTSRESPONSE']._serialized_start=330
-  _globals['_LISTCOHORTSRESPONSE']._serialized_end=387
-  _globals['_ENROLLMENTTOKEN']._serialized_start=390
-  _globals['_ENROLLMENTTOKEN']._serialized_end=739
-  _globals['_ENROLLMENTTOKEN_LABELSENTRY']._serialized_start=694
-  _globals['_ENROLLMENTTOKEN_LABELSENTRY']._serialized_end=739
-  _globals['_CREATEENROLLMENTTOKENREQUEST']._serialized_start=742
-  _globals['_CREATEENROLLMENTTOKENREQUEST']._serialized_end=964
-  _globals['_CREATEENROLLMENTTOKENREQUEST_LABELSENTRY']._serialized_start=694
-  _globals['_CREATEENROLLMENTTOKENREQUEST_LABELSENTRY']._serialized_end=739
-  _globals['_CREATEENROLLMENTTOKENRESPONSE']._serialized_start=966
-  _globals['_CREATEENROLLMENTTOKENRESPONSE']._serialized_end=1054
-  _globals['_LISTENROLLMENTTOKENSREQUEST']._serialized_start=1056
-  _globals['_LISTENROLLMENTTOKENSREQUEST']._serialized_end=1111
-  _globals['_LISTENROLLMENTTOKENSRESPONSE']._serialized_start=1113
-  _globals['_LISTENROLLMENTTOKENSRESPONSE']._serialized_end=1187
-  _globals['_REVOKEENROLLMENTTOKENREQUEST']._serialized_start=1189
-  _globals['_REVOKEENROLLMENTTOKENREQUEST']._serialized_end=1231
-  _globals['_LISTDEVICESREQUEST']._serialized_start=1233
-  _globals['_LISTDEVICESREQUEST']._serialized_end=1347
-  _globals['_LISTDEVICESRESPONSE']._serialized_start=1349
-  _globals['_LISTDEVICESRESPONSE']._serialized_end=1431
-  _globals['_DEVICEREF']._serialized_start=1433
-  _globals['_DEVICEREF']._serialized_end=1456
-  _globals['_DEVICESTATECHANGE']._serialized_start=1458
-  _globals['_DEVICESTATECHANGE']._serialized_end=1505
-  _globals['_ADMIN']._serialized_start=1508
-  _globals['_ADMIN']._serialized_end=3238
+  _globals['_COHORT']._serialized_start=147
+  _globals['_COHORT']._serialized_end=275
+  _globals['_CREATECOHORTREQUEST']._serialized_start=277
+  _globals['_CREATECOHORTREQUEST']._serialized_end=333
+  _globals['_LISTCOHORTSREQUEST']._serialized_start=335
+  _globals['_LISTCOHORTSREQUEST']._serialized_end=355
+  _globals['_LISTCOHORTSRESPONSE']._serialized_start=357
+  _globals['_LISTCOHORTSRESPONSE']._serialized_end=414
+  _globals['_ENROLLMENTTOKEN']._serialized_start=417
+  _globals['_ENROLLMENTTOKEN']._serialized_end=766
+  _globals['_ENROLLMENTTOKEN_LABELSENTRY']._serialized_start=721
+  _globals['_ENROLLMENTTOKEN_LABELSENTRY']._serialized_end=766
+  _globals['_CREATEENROLLMENTTOKENREQUEST']._serialized_start=769
+  _globals['_CREATEENROLLMENTTOKENREQUEST']._serialized_end=991
+  _globals['_CREATEENROLLMENTTOKENREQUEST_LABELSENTRY']._serialized_start=721
+  _globals['_CREATEENROLLMENTTOKENREQUEST_LABELSENTRY']._serialized_end=766
+  _globals['_CREATEENROLLMENTTOKENRESPONSE']._serialized_start=993
+  _globals['_CREATEENROLLMENTTOKENRESPONSE']._serialized_end=1081
+  _globals['_LISTENROLLMENTTOKENSREQUEST']._serialized_start=1083
+  _globals['_LISTENROLLMENTTOKENSREQUEST']._serialized_end=1138
+  _globals['_LISTENROLLMENTTOKENSRESPONSE']._serialized_start=1140
+  _globals['_LISTENROLLMENTTOKENSRESPONSE']._serialized_end=1214
+  _globals['_REVOKEENROLLMENTTOKENREQUEST']._serialized_start=1216
+  _globals['_REVOKEENROLLMENTTOKENREQUEST']._serialized_end=1258
+  _globals['_LISTDEVICESREQUEST']._serialized_start=1260
+  _globals['_LISTDEVICESREQUEST']._serialized_end=1374
+  _globals['_LISTDEVICESRESPONSE']._serialized_start=1376
+  _globals['_LISTDEVICESRESPONSE']._serialized_end=1458
+  _globals['_DEVICEREF']._serialized_start=1460
+  _globals['_DEVICEREF']._serialized_end=1483
+  _globals['_DEVICESTATECHANGE']._serialized_start=1485
+  _globals['_DEVICESTATECHANGE']._serialized_end=1532
+  _globals['_ADMIN']._serialized_start=1535
+  _globals['_ADMIN']._serialized_end=3541
 # @@protoc_insertion_point(module_scope)

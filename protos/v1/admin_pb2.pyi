@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from fedota.protos.v1 import campaigns_pb2 as _campaigns_pb2
 from fedota.protos.v1 import device_pb2 as _device_pb2
 from fedota.protos.v1 import releases_pb2 as _releases_pb2
 from google.protobuf.internal import containers as _containers

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from fedota.protos.v1 import admin_pb2 as fedota_dot_v1_dot_admin__pb2
+from fedota.protos.v1 import campaigns_pb2 as fedota_dot_v1_dot_campaigns__pb2
 from fedota.protos.v1 import device_pb2 as fedota_dot_v1_dot_device__pb2
 from fedota.protos.v1 import releases_pb2 as fedota_dot_v1_dot_releases__pb2
 
@@ -155,6 +156,26 @@ class AdminStub:
                 '/fedota.v1.Admin/RollbackRollout',
                 request_serializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
                 response_deserializer=fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+                _registered_method=True)
+        self.StartCampaign = channel.unary_unary(
+                '/fedota.v1.Admin/StartCampaign',
+                request_serializer=fedota_dot_v1_dot_campaigns__pb2.StartCampaignRequest.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_campaigns__pb2.Campaign.FromString,
+                _registered_method=True)
+        self.ListCampaigns = channel.unary_unary(
+                '/fedota.v1.Admin/ListCampaigns',
+                request_serializer=fedota_dot_v1_dot_campaigns__pb2.ListCampaignsRequest.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_campaigns__pb2.ListCampaignsResponse.FromString,
+                _registered_method=True)
+        self.GetCampaign = channel.unary_unary(
+                '/fedota.v1.Admin/GetCampaign',
+                request_serializer=fedota_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_campaigns__pb2.Campaign.FromString,
+                _registered_method=True)
+        self.StopCampaign = channel.unary_unary(
+                '/fedota.v1.Admin/StopCampaign',
+                request_serializer=fedota_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
+                response_deserializer=fedota_dot_v1_dot_campaigns__pb2.Campaign.FromString,
                 _registered_method=True)
 
 
@@ -310,6 +331,32 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartCampaign(self, request, context):
+        """Federated training campaigns on the coordinator's Flower federation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCampaigns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCampaign(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopCampaign(self, request, context):
+        """Cancels the campaign (its completed rounds and their versions stay) and stops its run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -432,6 +479,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RollbackRollout,
                     request_deserializer=fedota_dot_v1_dot_releases__pb2.RolloutRef.FromString,
                     response_serializer=fedota_dot_v1_dot_releases__pb2.Rollout.SerializeToString,
+            ),
+            'StartCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartCampaign,
+                    request_deserializer=fedota_dot_v1_dot_campaigns__pb2.StartCampaignRequest.FromString,
+                    response_serializer=fedota_dot_v1_dot_campaigns__pb2.Campaign.SerializeToString,
+            ),
+            'ListCampaigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCampaigns,
+                    request_deserializer=fedota_dot_v1_dot_campaigns__pb2.ListCampaignsRequest.FromString,
+                    response_serializer=fedota_dot_v1_dot_campaigns__pb2.ListCampaignsResponse.SerializeToString,
+            ),
+            'GetCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCampaign,
+                    request_deserializer=fedota_dot_v1_dot_campaigns__pb2.CampaignRef.FromString,
+                    response_serializer=fedota_dot_v1_dot_campaigns__pb2.Campaign.SerializeToString,
+            ),
+            'StopCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopCampaign,
+                    request_deserializer=fedota_dot_v1_dot_campaigns__pb2.CampaignRef.FromString,
+                    response_serializer=fedota_dot_v1_dot_campaigns__pb2.Campaign.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1082,6 +1149,114 @@ class Admin:
             '/fedota.v1.Admin/RollbackRollout',
             fedota_dot_v1_dot_releases__pb2.RolloutRef.SerializeToString,
             fedota_dot_v1_dot_releases__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/StartCampaign',
+            fedota_dot_v1_dot_campaigns__pb2.StartCampaignRequest.SerializeToString,
+            fedota_dot_v1_dot_campaigns__pb2.Campaign.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCampaigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/ListCampaigns',
+            fedota_dot_v1_dot_campaigns__pb2.ListCampaignsRequest.SerializeToString,
+            fedota_dot_v1_dot_campaigns__pb2.ListCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/GetCampaign',
+            fedota_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
+            fedota_dot_v1_dot_campaigns__pb2.Campaign.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedota.v1.Admin/StopCampaign',
+            fedota_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
+            fedota_dot_v1_dot_campaigns__pb2.Campaign.FromString,
             options,
             channel_credentials,
             insecure,

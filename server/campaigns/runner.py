@@ -343,7 +343,15 @@ class CampaignRunner:
             )
             self._unfollow(campaign_id, entry)
             return
-        store.attach_run(self._database, campaign_id, run_id, resume=True)
+        try:
+            store.attach_run(self._database, campaign_id, run_id, resume=True)
+        except CampaignStateError as exc:
+            # An operator stopped (or something failed) the campaign meanwhile: the run just
+            # started must not go on training unattended.
+            log.info("campaign %s: %s; stopping the new run %d", campaign_id, exc, run_id)
+            self._stop_run(run_id)
+            self._unfollow(campaign_id, entry)
+            return
         with self._lock:
             self._followed[campaign_id] = _Followed(run_id, self._clock(), False, self._restarts())
 

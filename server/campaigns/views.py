@@ -14,6 +14,7 @@ from fedota.server.campaigns.store import flower_run_id
 from fedota.server.registry.refs import format_ref
 from fedota.storage.db import Database
 from fedota.storage.models import (
+    Cohort,
     ModelVersion,
     ParticipationStatus,
     TrainingCampaign,
@@ -49,6 +50,8 @@ class CampaignView:
     completed_rounds: int
     error: str
     config: dict[str, Any]
+    # The cohort's name ("" for the whole fleet).
+    cohort: str
     flower_run_id: int | None
     created_at: dt.datetime
     started_at: dt.datetime | None
@@ -112,12 +115,22 @@ def _view(session: Session, campaign: TrainingCampaign, *, with_rounds: bool) ->
         completed_rounds=sum(r.state.value == "completed" for r in campaign.rounds),
         error=campaign.error,
         config=dict(campaign.config),
+        cohort=_cohort_name(session, campaign.config),
         flower_run_id=flower_run_id(campaign),
         created_at=campaign.created_at,
         started_at=campaign.started_at,
         finished_at=campaign.finished_at,
         rounds=rounds,
     )
+
+
+def _cohort_name(session: Session, config: dict[str, Any]) -> str:
+    spec = config.get("spec")
+    cohort_id = spec.get("cohort_id") if isinstance(spec, dict) else None
+    if not cohort_id:
+        return ""
+    cohort = session.get(Cohort, cohort_id)
+    return cohort_id if cohort is None else cohort.name
 
 
 def _round(row: TrainingRound, ref: Any) -> RoundView:

@@ -105,7 +105,7 @@ def test_accepted_daemons_join_the_federation_and_a_revoked_one_leaves_it(
 
         # A power cut of the other daemon: its SuperNode does not outlive it.
         survivor = next(pair for pair in daemons if pair[1] != victim[1])
-        assert _supernode_pids(survivor[1]) != []
+        wait_until(lambda: _supernode_pids(survivor[1]) != [], "the other SuperNode running", 30)
         survivor[0].kill()
         wait_until(lambda: _supernode_pids(survivor[1]) == [], "the orphaned SuperNode to end", 30)
     finally:

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
+from campaigns_bad_input import CAMPAIGN_CASES
 from coordinator_support import (
     TIMEOUT,
     AdminClient,
@@ -486,6 +487,7 @@ for _verb in ("AcceptDevice", "RejectDevice", "RevokeDevice"):
 
 CASES += REGISTRY_CASES
 CASES += ROLLOUT_CASES
+CASES += CAMPAIGN_CASES
 
 
 def _serialized(payload: Any) -> bytes:
