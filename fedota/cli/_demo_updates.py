@@ -42,16 +42,21 @@ def ship_two_versions(
 
     console.print("[bold]7.[/] releasing v1 and rolling it out to every device (full downloads)")
     first = release_and_roll_out(coordinator, models.base, f"{FAMILY}@v1", "100%", timeout)
-    _print_bytes(console, first)
+    print_bytes(console, first)
 
     console.print("[bold]8.[/] releasing v2 and rolling it out in two stages (patches)")
     second = release_and_roll_out(
         coordinator, models.fine_tuned, f"{FAMILY}@v2", "34%,100%", timeout
     )
     console.print(run_admin(coordinator, "rollouts", "show", second["id"]), end="")
-    _print_bytes(console, second)
+    print_bytes(console, second)
 
     console.print("[bold]9.[/] each device answers from what it now runs")
+    show_answers(console, coordinator, states)
+
+
+def show_answers(console: Console, coordinator: LocalCoordinator, states: list[Path]) -> None:
+    """Each device's served version and its reading of a held-out digit; then the fleet table."""
     pixels, label = _held_out_digit()
     for state in states:
         info = _device_cli("infer", "info", "--state", str(state), "--json")
@@ -73,6 +78,17 @@ def release_and_roll_out(
         ProcessFailed: a command failed, the rollout aborted, or `timeout` passed.
     """
     run_admin(coordinator, "models", "import", str(checkpoint), "--family", FAMILY)
+    return roll_out(coordinator, ref, stages, timeout)
+
+
+def roll_out(
+    coordinator: LocalCoordinator, ref: str, stages: str, timeout: float
+) -> dict[str, Any]:
+    """Release the registry's version `ref` and roll it out as `release_and_roll_out` does.
+
+    Raises:
+        ProcessFailed: a command failed, the rollout aborted, or `timeout` passed.
+    """
     run_admin(coordinator, "releases", "create", ref, timeout=RELEASE_TIMEOUT)
     created = json.loads(
         run_admin(
@@ -98,7 +114,7 @@ def release_and_roll_out(
     raise ProcessFailed(f"the rollout of {ref} did not complete within {timeout:.0f} s")
 
 
-def _print_bytes(console: Console, rollout: dict[str, Any]) -> None:
+def print_bytes(console: Console, rollout: dict[str, Any]) -> None:
     sent, full = int(rollout.get("bytes_sent", 0)), int(rollout.get("full_bytes", 0))
     share = f" ({sent / full:.1%} of full)" if full else ""
     console.print(

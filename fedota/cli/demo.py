@@ -3,8 +3,9 @@
 Everything runs as real processes on loopback ports in a temporary directory: the coordinator
 starts on embedded defaults (SQLite), an enrollment token is minted, the daemons enroll, the
 operator accepts them and the fleet table is shown; then two model versions are released and
-rolled out to the daemons (the second by patch), each daemon answers inference from it, and
-every process is stopped again.
+rolled out to the daemons (the second by patch) and each daemon answers inference from it; the
+daemons collect examples, a federated campaign on Flower learns from them, its result is rolled
+out by patch and answers in turn; and every process is stopped again.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 def _demo(root: Path, device_count: int, timeout: float) -> int:
     from rich.console import Console
 
+    from fedota.cli._demo_campaign import learn_from_the_fleet
     from fedota.cli._demo_updates import ship_two_versions
     from fedota.cli._local_fleet import (
         LocalCoordinator,
@@ -74,8 +76,7 @@ def _demo(root: Path, device_count: int, timeout: float) -> int:
             coordinator = LocalCoordinator.start(
                 root / "coordinator",
                 log_dir=logs,
-                # Training campaigns are not part of the demo yet: no SuperLink to wait for.
-                extra_args=["--heartbeat-interval", "2s", "--no-federation"],
+                extra_args=["--heartbeat-interval", "2s"],
                 timeout=timeout,
             )
             running.append(coordinator.process)
@@ -125,11 +126,12 @@ def _demo(root: Path, device_count: int, timeout: float) -> int:
 
             states = [root / f"device-{index + 1}" for index in range(device_count)]
             ship_two_versions(console, coordinator, states, root, timeout)
+            learn_from_the_fleet(console, coordinator, states, timeout)
         except ProcessFailed as exc:
             console.print(f"[red]demo failed:[/] {exc}")
             console.print(f"   logs: {logs}")
             return EXIT_FAILURE
-        console.print("[bold]10.[/] stopping every process")
+        console.print("[bold]13.[/] stopping every process")
     finally:
         unclean = [(p.name, status) for p in reversed(running) if (status := p.stop()) != 0]
     if unclean:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 
 def test_demo_enrolls_accepts_and_stops_everything(tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_demo_enrolls_accepts_and_stops_everything(tmp_path: Path) -> None:
         [sys.executable, "-m", "fedota", "demo", "--devices", "2", "--keep", str(kept)],
         capture_output=True,
         text=True,
-        timeout=220,
+        timeout=400,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -26,6 +26,12 @@ def test_demo_enrolls_accepts_and_stops_everything(tmp_path: Path) -> None:
     # Both devices got version 1 whole, then version 2 by patch, and answer from it.
     assert done.stdout.count("digits@v2") >= 4
     assert "% of full)" in done.stdout
+    # Then a campaign learned from their examples and its result answers on both.
+    campaign = done.stdout.split("11.", 1)[1]
+    assert "completed" in campaign
+    result = campaign.split("12. each device answers from ", 1)[1].split()[0]
+    assert result.startswith("digits@v") and result != "digits@v2"
+    assert campaign.count(f"{result} (") >= 2
     assert "stopped cleanly" in done.stdout
     for device in ("device-1", "device-2"):
         assert (kept / device / "identity.json").is_file()
