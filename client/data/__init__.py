@@ -8,12 +8,13 @@ local training loop reads it back. Nothing here opens a socket: the data never l
 from fedota.client.data.desensitize import KINDS, PLACEHOLDERS, Desensitizer, Scrubbed
 from fedota.client.data.errors import InvalidExample, StoreError
 from fedota.client.data.example import LIMITS, Example, ExampleLimits, Kind, StoredExample
-from fedota.client.data.store import ExampleStore, StoreStats
+from fedota.client.data.store import STORE_FILE, ExampleStore, StoreStats
 
 __all__ = [
     "KINDS",
     "LIMITS",
     "PLACEHOLDERS",
+    "STORE_FILE",
     "Desensitizer",
     "Example",
     "ExampleLimits",

@@ -33,6 +33,9 @@ from fedota.client.data.desensitize import Desensitizer
 from fedota.client.data.errors import InvalidExample, StoreError
 from fedota.client.data.example import Example, StoredExample
 
+# The store's file in a device's state directory: the daemon writes it, the ClientApp reads it.
+STORE_FILE = "examples.db"
+
 _PAGE = 256
 _FIELDS = "created_at, label, text, features, source, payload_bytes"
 _COLUMNS = "id, created_at, label, text, features, source"
@@ -275,4 +278,4 @@ def _time(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
-__all__ = ["ExampleStore", "StoreStats"]
+__all__ = ["STORE_FILE", "ExampleStore", "StoreStats"]

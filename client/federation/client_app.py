@@ -28,7 +28,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricR
 from flwr.clientapp import ClientApp
 from torch import nn
 
-from fedota.client.data import Desensitizer, ExampleStore, StoredExample, StoreError
+from fedota.client.data import STORE_FILE, Desensitizer, ExampleStore, StoredExample, StoreError
 from fedota.client.training import ResidualStore, run_round
 from fedota.client.training.records import global_arrays, reply_content
 from fedota.client.update import SlotError, SlotStore
@@ -52,7 +52,6 @@ TASK_LOG = "flower-tasks.log"
 STATE_DIR_KEY = "state-dir"
 TRAINING_DIR = "training"
 # The daemon's example store (as `fedota device serve` keeps it) and its limits.
-EXAMPLES_FILE = "examples.db"
 EXAMPLES_MAX_BYTES = 64 << 20
 EXAMPLES_MAX_AGE = dt.timedelta(days=30)
 HOLDOUT_EVERY = 5
@@ -132,7 +131,7 @@ def local_status(state_dir: Path, _content: RecordDict) -> RecordDict:
             model = f"{t.family}@v{t.version} {t.variant}"
     except SlotError as exc:
         problem = f"the device's model slots are unusable: {exc}"
-    path = state_dir / EXAMPLES_FILE
+    path = state_dir / STORE_FILE
     if path.exists():
         try:
             with ExampleStore(
@@ -316,9 +315,9 @@ class _LocalExamples:
 
 @contextmanager
 def _examples(state_dir: Path, architecture: str) -> Iterator[_LocalExamples]:
-    path = state_dir / EXAMPLES_FILE
+    path = state_dir / STORE_FILE
     if not path.exists():
-        raise NoData(f"the device has no example store ({EXAMPLES_FILE})")
+        raise NoData(f"the device has no example store ({STORE_FILE})")
     try:
         store = ExampleStore(
             path,

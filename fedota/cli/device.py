@@ -350,13 +350,14 @@ def _open_examples(state: Path, names: list[str]) -> Any:
     Raises:
         StateError: the store cannot be opened.
     """
-    from fedota.cli._serve import EXAMPLES_MAX_AGE, EXAMPLES_MAX_BYTES, EXAMPLES_NAME
+    from fedota.cli._serve import EXAMPLES_MAX_AGE, EXAMPLES_MAX_BYTES
     from fedota.client import StateError
     from fedota.client.data import Desensitizer, ExampleStore, StoreError
+    from fedota.client.data.store import STORE_FILE
 
     try:
         return ExampleStore(
-            state / EXAMPLES_NAME,
+            state / STORE_FILE,
             max_bytes=EXAMPLES_MAX_BYTES,
             max_age=EXAMPLES_MAX_AGE,
             desensitizer=Desensitizer(names),

@@ -67,3 +67,17 @@ def admin(run: Run, coordinator: Coordinator) -> Run:
         return run("admin", *connection, *args)
 
     return run_admin
+
+
+@pytest.fixture
+def admin_of(run: Run, real: object) -> Run:
+    """`fedota admin ARGS...` against the module's real coordinator (its `real` fixture), with
+    the coordinator's first admin token."""
+    token = real.admin_token  # type: ignore[attr-defined]
+    port = real.public.port  # type: ignore[attr-defined]
+    assert token is not None
+
+    def run_admin(*args: str) -> Result:
+        return run("admin", "--coordinator", f"127.0.0.1:{port}", "--token", token, *args)
+
+    return run_admin

@@ -53,17 +53,6 @@ def real(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         coordinator.stop(grace=0)
 
 
-@pytest.fixture
-def admin_of(run: Run, real: Coordinator) -> Run:
-    assert real.admin_token is not None
-
-    def run_admin(*args: str) -> Result:
-        connection = ("--coordinator", f"127.0.0.1:{real.public.port}", "--token", real.admin_token)
-        return run("admin", *connection, *args)  # type: ignore[arg-type]
-
-    return run_admin
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)

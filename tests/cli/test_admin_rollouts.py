@@ -66,18 +66,6 @@ def real(db_url: str, tmp_path: Path) -> Iterator[Coordinator]:
         coordinator.stop(grace=0)
 
 
-@pytest.fixture
-def admin_of(run: Run, real: Coordinator) -> Run:
-    """`fedota admin ARGS...` against the real coordinator, with its admin token."""
-    assert real.admin_token is not None
-
-    def run_admin(*args: str) -> Result:
-        connection = ("--coordinator", f"127.0.0.1:{real.public.port}", "--token", real.admin_token)
-        return run("admin", *connection, *args)  # type: ignore[arg-type]
-
-    return run_admin
-
-
 def _ok(result: Result) -> str:
     assert result.code == 0, result.err
     return result.out

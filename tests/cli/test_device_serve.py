@@ -104,3 +104,10 @@ def test_a_bad_model_file_is_refused_before_serving(state: Path, tmp_path: Path)
     assert result.stderr.startswith("fedota: error: --model:") and "Traceback" not in result.stderr
     assert not (state / "inference.sock").exists()
     assert time.monotonic() - started < 60
+
+
+def test_serve_stores_examples_where_the_training_client_reads_them() -> None:
+    from fedota.cli._serve import STORE_FILE as SERVED
+    from fedota.client.data import STORE_FILE
+
+    assert SERVED == STORE_FILE
