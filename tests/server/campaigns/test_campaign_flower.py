@@ -207,12 +207,8 @@ def test_a_three_round_campaign_of_four_devices_beats_the_base(
     for name in HONEST:
         assert _train_tasks(federation.nodes[name], run_id) == 3
     assert _train_tasks(federation.nodes["h0"], run_id) == 0  # another cohort
-    # The runner appends the run's log as it follows it: the last lines may land a poll later.
-    log_path = federation.data_dir / "campaigns" / "logs" / f"{campaign_id}.log"
-    deadline = time.monotonic() + 30
-    while f"campaign {campaign_id} completed" not in log_path.read_text():
-        assert time.monotonic() < deadline, log_path.read_text()[-2000:]
-        time.sleep(0.5)
+    log = (federation.data_dir / "campaigns" / "logs" / f"{campaign_id}.log").read_text()
+    assert f"campaign {campaign_id} completed" in log
 
 
 @pytest.mark.timeout(240)
