@@ -1,8 +1,8 @@
 """Codecs for one tensor's change; importing this package registers them all.
 
 Ids (one byte in the patch, never reused): 0 raw, 1 zstd, 2 bitdiff-planes, 3 sparse,
-4 diff-ans (lossless, context-modelled), 5 quant-ans (lossy; superseded, still decoded),
-6 quant-ctx (lossy), 7 reserved for a lossy codec.
+4 diff-ans (lossless, context-modelled), 5 quant-ans and 6 quant-ctx (lossy; superseded,
+still decoded), 7 quant-tcq (lossy, dependent quantization).
 """
 
 from fedota.delta.codecs import bitdiff, lossless_ans, quantized, raw, sparse

@@ -8,7 +8,9 @@ sum, on exact operands (budget.py explains why they are exact and portable). num
 as separate LLVM instructions without fast-math flags, so they are never fused into an FMA.
 
 Rounding toward a level (`quantize`) is the encoder's choice alone: the payload records the
-levels, so any rule gives a valid patch; it mirrors budget.py's documented one.
+levels, so any rule gives a valid patch; it mirrors budget.py's documented one. So is the
+trellis's path (`quantize_dependent`, codec 7): the decoder only follows the state machine
+through the indices it reads (`release_rows` with `dependent`).
 
 Everything a loop calls lives in this file (numba's cache is keyed on the cached function's
 own source file), and each helper is one expression over scalars (see _coder_kernels.py).
@@ -36,6 +38,38 @@ WIDEST_CAP = 127
 # fp16's spacing for each float32 biased exponent: 2^(e - 127 - 10) for fp16's normal range
 # (e >= 113), its subnormal spacing 2^-24 below.
 FP16_QUANTUM = np.ldexp(1.0, np.maximum(np.arange(256), 113) - 137)
+
+
+# Dependent (trellis-coded) quantization, codec 7: two quantizers on the step's lattice, Q0
+# at the even multiples and Q1 at the odd ones and zero; a four-state machine driven by each
+# coded index's parity picks the next one (as in H.266/VVC's dependent quantization). Each
+# quantizer's levels are two steps apart, but together they cover the lattice, so an encoder
+# that searches the paths (a Viterbi trellis over the states) finds levels near the values
+# for fewer bits.
+STATES = 4
+RATE_CAP = 127  # the encoder's rate tables cover zigzagged indices up to this
+_RATE_CONTEXTS = 2 * (CONTEXT_CAP + 1)
+_TRELLIS_CHUNK = 4096  # elements after which the encoder commits its best path so far
+
+
+@numba.njit(cache=True)
+def dependent_level(k: int, state: int) -> int:
+    """The level (in steps, from the prediction) of index k in `state`: 2k under Q0 (states 0
+    and 1), 2k - sign(k) under Q1 (states 2 and 3)."""
+    return 2 * k - (state >> 1) * ((k > 0) - (k < 0))
+
+
+@numba.njit(cache=True)
+def next_state(state: int, k: int) -> int:
+    """The state after index k: [[0, 2], [2, 0], [1, 3], [3, 1]][state][k & 1]."""
+    return (32040 >> ((state << 2) + ((k & 1) << 1))) & 3
+
+
+@numba.njit(cache=True)
+def previous_state(state: int, k: int) -> int:
+    """The state before index k led to `state` (the inverse of `next_state`):
+    [[0, 1], [2, 3], [1, 0], [3, 2]][state][k & 1]."""
+    return (45540 >> ((state << 2) + ((k & 1) << 1))) & 3
 
 
 # The scalar helpers below are single expressions: numba compiles a function with several
@@ -194,6 +228,198 @@ def quantize(
     return OK, error, k
 
 
+@numba.njit(cache=True)
+def _rate(bits: np.ndarray, ctx: int, symbol: int) -> float:
+    """Estimated bits of a zigzagged index under its context: the table's, and beyond
+    RATE_CAP an eighth of a bit more per symbol (escapes are rare: a rough slope will do)."""
+    return bits[ctx, min(symbol, RATE_CAP)] + 0.125 * max(symbol - RATE_CAP, 0)
+
+
+@numba.njit(cache=True)
+def _local(
+    x: float, level: int, oriented: int, bits: np.ndarray, ctx: int, pull: float, weight: float
+) -> float:
+    """An index's own cost: squared miss (in steps^2; the level's reconstruction pulled
+    `pull` steps toward the prediction) plus `weight` times its estimated bits."""
+    miss = x - (level - pull * ((level > 0) - (level < 0)))
+    return miss * miss + weight * _rate(bits, ctx, _symbol(oriented))
+
+
+@numba.njit(cache=True)
+def _parities(
+    low: int, at_low: float, at_high: float, at_zero: float
+) -> tuple[int, float, int, float]:
+    """(even index, its cost, odd index, its cost) among `low`, `low` + 1 and 0 with their
+    costs (zero is even). Scalar selects only: a tuple chosen by a condition compiles to a
+    branch, and the trellis's comparisons are coin flips to a branch predictor."""
+    return (
+        (low + (low & 1)) * np.int64(at_zero >= (at_high if low & 1 else at_low)),
+        min(at_high if low & 1 else at_low, at_zero),
+        low + 1 - (low & 1),
+        at_low if low & 1 else at_high,
+    )
+
+
+@numba.njit(cache=True)
+def _arrive(first: float, first_index: int, second: float, second_index: int) -> tuple[float, int]:
+    """The cheaper of two ways into a state: (its cost, its index); the first on ties."""
+    return min(first, second), second_index if second < first else first_index
+
+
+@numba.njit(cache=True)
+def _odd_floor(x: float) -> int:
+    """Q1's index of the largest level at or below x (levels 2k - sign(k): ..., -3, -1, 0, 1,
+    3, ...)."""
+    return np.int64(np.floor((x + np.copysign(1.0, x)) * 0.5))
+
+
+@numba.njit(cache=True)
+def _cheapest(c0: float, c1: float, c2: float, c3: float) -> int:
+    """The state of the cheapest of four path costs (the first on ties)."""
+    return (0 if c0 <= c1 else 1) if min(c0, c1) <= min(c2, c3) else (2 if c2 <= c3 else 3)
+
+
+@numba.njit(cache=True)
+def _symbol(index: int) -> int:
+    """The zigzag of a signed index, as a signed integer (numba's uint64 mixes with int64 into
+    floats)."""
+    return 2 * index if index >= 0 else -2 * index - 1
+
+
+@numba.njit(cache=True, nogil=True)
+def quantize_dependent(
+    base: np.ndarray,
+    target: np.ndarray,
+    cols: int,
+    product: np.ndarray | None,
+    ratio: float,
+    step: np.float32,
+    offset: int,
+    bits: np.ndarray,
+    weight_of_rate: float,
+    row_weight: np.ndarray | None,
+    released: np.ndarray | None,
+    symbols: np.ndarray | None,
+    cursor: int,
+    live: np.ndarray | None,
+    energy: np.ndarray | None,
+    error: float,
+    contexts: np.ndarray | None,
+    hist: np.ndarray | None,
+) -> tuple[int, float, int]:
+    """`quantize` with dependent quantization (codec 7): per row, from state 0, the path of
+    indices minimising squared error (in steps^2) + `weight_of_rate` * estimated bits
+    (`bits[context, zigzagged oriented index]`, contexts as `context` at CONTEXT_CAP), by a
+    Viterbi search over the four states; every `_TRELLIS_CHUNK` elements of a row the best
+    path so far is committed. Symbols are the zigzag of the oriented index (as codec 6's);
+    `hist` (optional, float64 like `bits`) gets each coded index's row weight at its
+    context and min(symbol, RATE_CAP). Same outputs, shortcuts and statuses as `quantize`.
+    """
+    rows = base.size // cols
+    unit = step / np.float32(OFFSET_UNIT)
+    inverse = np.float32(1) / step
+    pull = offset / OFFSET_UNIT
+    k = cursor
+    still = still_energy(step)
+    chunk = min(cols, _TRELLIS_CHUNK)
+    chosen = np.empty((chunk, STATES), dtype=np.int32)
+    path = np.empty(chunk, dtype=np.int64)
+    for row in range(rows):
+        weight = 1.0 if row_weight is None else row_weight[row]
+        if product is None and energy is not None and energy[row] < still:
+            if released is not None:
+                released[row * cols : row * cols + cols] = base[row * cols : row * cols + cols]
+            if live is not None:
+                live[row] = False
+            error += weight * energy[row]
+            continue
+        row_error = 0.0
+        start = k
+        moved = False
+        state = 0
+        for first in range(row * cols, row * cols + cols, chunk):
+            last = min(first + chunk, row * cols + cols)
+            # The best cost of a path ending in each state (only `state` at the start).
+            c0 = 0.0 if state == 0 else np.inf
+            c1 = 0.0 if state == 1 else np.inf
+            c2 = 0.0 if state == 2 else np.inf
+            c3 = 0.0 if state == 3 else np.inf
+            for j in range(first, last):
+                if product is None:
+                    p, flip = 0, False
+                else:
+                    p, flip = predicted(product[j], ratio)
+                x = min(max((target[j] - base[j]) * inverse - np.float32(p), -_CLIP), _CLIP)
+                x = np.float64(x)
+                sign = orientation(p, flip)
+                ctx = context(p, flip, 0, CONTEXT_CAP)
+                # Each quantizer's candidates: the indices of the levels either side of x,
+                # and zero; its cheapest even and odd index (every choice below is a select,
+                # not a branch: the trellis's comparisons are coin flips to a predictor).
+                low = np.int64(np.floor(x * 0.5))
+                e0, ce0, o0, co0 = _parities(
+                    low,
+                    _local(x, 2 * low, sign * low, bits, ctx, pull, weight_of_rate),
+                    _local(x, 2 * low + 2, sign * (low + 1), bits, ctx, pull, weight_of_rate),
+                    _local(x, 0, 0, bits, ctx, pull, weight_of_rate),
+                )
+                low = _odd_floor(x)
+                e1, ce1, o1, co1 = _parities(
+                    low,
+                    _local(x, dependent_level(low, 2), sign * low, bits, ctx, pull, weight_of_rate),
+                    _local(
+                        x, dependent_level(low + 1, 2), sign * (low + 1), bits, ctx, pull,
+                        weight_of_rate,
+                    ),
+                    _local(x, 0, 0, bits, ctx, pull, weight_of_rate),
+                )  # fmt: skip
+                # From states 0/1 (Q0) an even index leads to 0/2, an odd one to 2/0; from
+                # states 2/3 (Q1) an even one to 1/3, an odd one to 3/1.
+                at = j - first
+                n0, chosen[at, 0] = _arrive(c0 + ce0, e0, c1 + co0, o0)
+                n2, chosen[at, 2] = _arrive(c0 + co0, o0, c1 + ce0, e0)
+                n1, chosen[at, 1] = _arrive(c2 + ce1, e1, c3 + co1, o1)
+                n3, chosen[at, 3] = _arrive(c2 + co1, o1, c3 + ce1, e1)
+                c0, c1, c2, c3 = n0, n1, n2, n3
+            end = _cheapest(c0, c1, c2, c3)
+            for j in range(last - 1, first - 1, -1):
+                path[j - first] = chosen[j - first, end]
+                end = previous_state(end, path[j - first])
+            for j in range(first, last):
+                if product is None:
+                    p, flip = 0, False
+                else:
+                    p, flip = predicted(product[j], ratio)
+                index = path[j - first]
+                r = dependent_level(index, state)
+                state = next_state(state, index)
+                q = p + r
+                if abs(q) >= MAX_LEVEL:
+                    return LEVEL, error, k
+                value = release_value(base[j], scaled_level(q, r, offset), unit)
+                if (value != 0) & (abs(value) < _SMALLEST_NORMAL):
+                    return SUBNORMAL, error, k
+                if released is not None:
+                    released[j] = value
+                diff = np.float64(value) - np.float64(target[j])
+                row_error += diff * diff
+                moved |= index != 0
+                symbol = _symbol(orientation(p, flip) * index)
+                if hist is not None:
+                    hist[context(p, flip, 0, CONTEXT_CAP), min(symbol, RATE_CAP)] += weight
+                if symbols is not None:
+                    symbols[k] = np.uint32(symbol)
+                    if contexts is not None:
+                        contexts[k] = context(p, flip, 0, WIDEST_CAP)
+                    k += 1
+        error += weight * row_error
+        if live is not None:
+            live[row] = moved
+            if not moved:
+                k = start
+    return OK, error, k
+
+
 @numba.njit(cache=True, nogil=True)
 def release_rows(
     base: np.ndarray,
@@ -207,11 +433,13 @@ def release_rows(
     cursor: int,
     out: np.ndarray,
     oriented: bool,
+    dependent: bool,
 ) -> tuple[int, int]:
-    """The decoder's side of `quantize`: released float32 values of these rows into `out`,
-    from the prediction and the coded symbols of the live rows (read from `cursor`; rows
-    that are not live have residual 0), coded relative to `orientation` if `oriented`, else
-    to the prediction's rounding. Returns (status OK or LEVEL, the cursor after)."""
+    """The decoder's side of `quantize` (and of `quantize_dependent` if `dependent`): released
+    float32 values of these rows into `out`, from the prediction and the coded symbols of the
+    live rows (read from `cursor`; rows that are not live have residual 0), coded relative to
+    `orientation` if `oriented`, else to the prediction's rounding. Returns (status OK or
+    LEVEL, the cursor after)."""
     rows = base.size // cols
     unit = step / np.float32(OFFSET_UNIT)
     k = cursor
@@ -220,6 +448,7 @@ def release_rows(
         if not coded and product is None:
             out[row * cols : row * cols + cols] = base[row * cols : row * cols + cols]
             continue
+        state = 0
         for j in range(row * cols, row * cols + cols):
             if product is None:
                 p, flip = 0, False
@@ -232,6 +461,8 @@ def release_rows(
                 r = (zig >> 1) ^ -(zig & 1)  # un-zigzag
                 # quant-ctx codes r relative to its orientation, quant-ans to the rounding.
                 r = orientation(p, flip) * r if oriented else (-r if flip else r)
+            if dependent:
+                r, state = dependent_level(r, state), next_state(state, r)
             q = p + r
             if abs(q) >= MAX_LEVEL:
                 return LEVEL, k
@@ -316,7 +547,9 @@ def _normal_or_zero(value: np.float32) -> bool:
 
 
 __all__ = [
-    "CONTEXT_CAP", "FP16_QUANTUM", "LEVEL", "MAX_LEVEL", "OFFSET_UNIT", "OK", "SUBNORMAL",
-    "WIDEST_CAP", "context", "fp16_rows", "live_contexts", "orientation", "predicted",
-    "quantize", "release_rows", "release_value", "scaled_level", "scan", "still_energy",
+    "CONTEXT_CAP", "FP16_QUANTUM", "LEVEL", "MAX_LEVEL", "OFFSET_UNIT", "OK", "RATE_CAP",
+    "STATES", "SUBNORMAL", "WIDEST_CAP", "context", "dependent_level", "fp16_rows",
+    "live_contexts", "next_state", "orientation", "predicted", "quantize",
+    "quantize_dependent", "release_rows", "release_value", "scaled_level", "scan",
+    "still_energy",
 ]  # fmt: skip

@@ -104,16 +104,19 @@ def test_mutated_payloads_raise_only_patch_format_error(
     decode_or_format_error(CTX, base, bytes(mutated))
 
 
-def test_diff_offers_quant_ctx_and_quant_ans_patches_still_apply(
+def test_diff_offers_quant_tcq_and_older_patches_still_apply(
     rng: np.random.Generator,
 ) -> None:
     base, target = bounded_fine_tune(rng)
     models = {"w": base}, {"w": target}
     chosen = diff(*models, max_error="fp16")
-    assert chosen.header.entries[0].codec_id == CTX.codec_id
-    cached = diff(*models, max_error="fp16", codecs=["quant-ans"])
-    assert cached.header.entries[0].codec_id == PLAIN.codec_id
-    for patch in (chosen, cached):
+    assert chosen.header.entries[0].codec_id == 7  # quant-tcq supersedes quant-ctx
+    patches = [chosen]
+    for codec in (CTX, PLAIN):
+        cached = diff(*models, max_error="fp16", codecs=[codec.name])
+        assert cached.header.entries[0].codec_id == codec.codec_id
+        patches.append(cached)
+    for patch in patches:
         assert same_bits(apply(models[0], patch)["w"], patch.target["w"])
 
 

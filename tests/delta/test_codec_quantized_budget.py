@@ -84,7 +84,7 @@ def test_the_release_rounds_once_per_operation(offset: int, rng: np.random.Gener
     out = np.empty_like(base)
     status, used = kernels.release_rows(
         base, cols, None, 0.0, np.float32(step), offset,
-        np.ones(rows, dtype=bool), symbols, 0, out, False,
+        np.ones(rows, dtype=bool), symbols, 0, out, False, False,
     )  # fmt: skip
     assert (status, used) == (kernels.OK, base.size)
     assert out.tobytes() == expected.astype(np.float32).tobytes()

@@ -144,6 +144,6 @@ def test_a_level_beyond_the_exact_range_is_refused_by_the_release(
     live = np.zeros(8, dtype=bool)
     live[0] = True
     status, _ = kernels.release_rows(
-        base.data, 16, None, 0.0, np.float32(1e-3), 0, live, symbols, 0, values, False
+        base.data, 16, None, 0.0, np.float32(1e-3), 0, live, symbols, 0, values, False, False
     )
     assert status == kernels.LEVEL
