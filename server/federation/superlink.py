@@ -53,6 +53,7 @@ TOKEN_FILE = "control-token"
 DATABASE_FILE = "superlink.db"
 LOG_FILE = "superlink.log"
 HOME_DIR = "home"
+PORT_IN_USE = "port-in-use"
 # The SuperLink's own SuperExec dials it on loopback, so the certificate must name loopback.
 LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
 
@@ -80,6 +81,17 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+def _port_taken(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _dial_host(host: str) -> str:
     """The address to reach a server bound on `host` from this machine."""
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
@@ -88,7 +100,7 @@ def _dial_host(host: str) -> str:
 def _classify(port: int) -> object:
     def classify(code: int, output: str) -> Verdict:
         if "address already in use" in output.lower():
-            return Verdict(f"port {port} is in use by another program", kind="port-in-use")
+            return Verdict(f"port {port} is in use by another program", kind=PORT_IN_USE)
         fedota_line = last_line(output, "fedota superlink:")
         if code == EXIT_UNUSABLE and fedota_line:
             return Verdict(fedota_line.removeprefix("fedota superlink:").strip(), fatal=True)
@@ -98,6 +110,17 @@ def _classify(port: int) -> object:
         return Verdict(f"exited with status {code}" + (f": {line}" if line else ""))
 
     return classify
+
+
+def _settled(state: SupervisorState) -> bool:
+    """Whether a starting SuperLink is up or has ended for good.
+
+    A port in use is waited out: a SuperLink left by a coordinator that was killed outright ends
+    (PR_SET_PDEATHSIG) a moment after its replacement starts, and the supervisor retries.
+    """
+    if state.phase is Phase.WAITING:
+        return state.kind != PORT_IN_USE
+    return state.phase is not Phase.STARTING
 
 
 class SuperLink:
@@ -175,13 +198,15 @@ class SuperLink:
         )
         self._supervisor = supervisor
         supervisor.start()
-        state = supervisor.wait_for(
-            lambda s: s.phase is not Phase.STARTING, self.settings.ready_timeout
-        )
+        state = supervisor.wait_for(_settled, self.settings.ready_timeout)
         if state.phase is not Phase.RUNNING:
             supervisor.stop()
             self._supervisor = None
             reason = state.reason or f"no answer within {self.settings.ready_timeout:g}s"
+            if state.phase is not Phase.FAILED and _port_taken(
+                self.settings.listen.host, self._port
+            ):
+                reason = f"port {self._port} is in use by another program"
             raise SuperLinkStartError(
                 f"the Flower SuperLink on {self.address} did not start: {reason} "
                 f"(see {self.log_path})"
