@@ -12,6 +12,9 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 EXTRAS ?= dev,postgres,bench
 TEST_TIMEOUT ?= 120
+# Worker processes (pytest-xdist), a test file to each: the end-to-end tests mostly wait on
+# processes and sockets, so two workers keep a two-core machine busy. 0: one process.
+TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 # Written after a complete install; pip runs again only when pyproject.toml is newer.
 STAMP := $(VENV)/.fedota-installed
@@ -22,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/fedota demo
 
 test: $(STAMP)
-	$(BIN)/pytest -q --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+	$(BIN)/pytest -q --timeout=$(TEST_TIMEOUT) -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 protos: $(STAMP)
 	$(BIN)/python -m fedota.protos._generate

@@ -16,6 +16,9 @@ from fedota.client.inference.generation import GenerationDriver, TokenStream
 
 pytestmark = pytest.mark.timeout(60)
 REQUEST = GenerationParams(b"Once upon", max_new_tokens=4)
+# Long enough that the first of three callers cannot finish before the third is admitted (the
+# driver then counts three finished sequences whose callers it waits for).
+LONG = GenerationParams(b"Once upon", max_new_tokens=64)
 
 
 @pytest.fixture
@@ -54,10 +57,12 @@ def _submit_in_background(driver: GenerationDriver, streams: list[TokenStream]) 
 
 def test_returning_callers_are_admitted_together(model: ReferenceModel) -> None:
     expected, _ = model.generate_alone(REQUEST)
+    expected_long, _ = model.generate_alone(LONG)
     with _driver(model, admit_wait=30.0) as driver:  # long: only their arrival ends the wait
-        first = [driver.submit(REQUEST, 10) for _ in range(3)]
-        assert [_drain(s) for s in first] == [expected] * 3  # the engine is idle again
+        first = [driver.submit(LONG, 10) for _ in range(3)]
+        assert [_drain(s) for s in first] == [expected_long] * 3  # the engine is idle again
         (engine,) = model.engines
+        assert max(engine.batch_sizes) == 3  # the three ran together, so three callers are due
         steps_before = len(engine.batch_sizes)
 
         again: list[TokenStream] = []
