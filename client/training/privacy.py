@@ -39,9 +39,7 @@ class ClientDp:
 
 def global_norm(update: Mapping[str, np.ndarray]) -> float:
     """The L2 norm of all tensors of an update taken together."""
-    return math.sqrt(
-        sum(float(np.dot(a.reshape(-1).astype(np.float64), a.reshape(-1))) for a in update.values())
-    )
+    return math.sqrt(sum(_squares(a) for a in update.values()))
 
 
 def clip_update(update: Mapping[str, np.ndarray], clip: float) -> dict[str, np.ndarray]:
@@ -79,6 +77,12 @@ def privatize(
         name: (a + rng.normal(0.0, std, size=a.shape)).astype(np.float32) if std else a
         for name, a in clipped.items()
     }
+
+
+def _squares(array: np.ndarray) -> float:
+    # einsum, not np.dot: a float64-by-float32 dot leaves BLAS: 50x slower here.
+    flat = array.reshape(-1).astype(np.float64)
+    return float(np.einsum("i,i->", flat, flat))
 
 
 __all__ = ["ClientDp", "clip_update", "global_norm", "privatize"]
