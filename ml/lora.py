@@ -79,6 +79,33 @@ class LayerSelection:
 Trainable = LoRAConfig | LayerSelection
 
 
+def parse_trainable(text: str) -> Trainable:
+    """An operator's choice of what trains: `lora:RANK` (adapters on every linear layer) or
+    `layers:PATTERN[,PATTERN...]` (those layers' own weights, fnmatch over module names).
+
+    Raises:
+        ValueError: anything else, saying what is accepted.
+    """
+    kind, _, value = text.strip().partition(":")
+    if kind == "lora":
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"trainable lora:RANK needs a rank of at least 1, got {text!r}")
+        return LoRAConfig(rank=int(value), alpha=2.0 * int(value))
+    if kind == "layers":
+        patterns = tuple(p.strip() for p in value.split(","))
+        if not value or not all(patterns):
+            raise ValueError(f"trainable layers: needs comma-separated patterns, got {text!r}")
+        return LayerSelection(patterns)
+    raise ValueError(f"trainable must be lora:RANK or layers:PATTERN[,PATTERN...], got {text!r}")
+
+
+def describe_trainable(trainable: Trainable) -> str:
+    """The `parse_trainable` text of a choice (LoRA's alpha and targets beyond it unsaid)."""
+    if isinstance(trainable, LoRAConfig):
+        return f"lora:{trainable.rank}"
+    return "layers:" + ",".join(trainable.patterns)
+
+
 def make_trainable(model: nn.Module, trainable: Trainable) -> list[str]:
     """Attach adapters or unfreeze layers (in place); the trainable parameters' names.
 
@@ -281,10 +308,12 @@ __all__ = [
     "LoRALinear",
     "Trainable",
     "attach_lora",
+    "describe_trainable",
     "frozen_linear",
     "load_trainable_state",
     "make_trainable",
     "merge_lora",
+    "parse_trainable",
     "trainable_state",
     "unfreeze_layers",
 ]

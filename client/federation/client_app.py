@@ -11,11 +11,14 @@ message scores the given arrays on the device's held-out examples (every fifth s
 
 A device that cannot take part answers with an error reply, never a crash: no model in its
 slots, another model than the campaign's, no usable examples, a malformed message, or
-training that diverged. Every task is also noted in `STATE/flower-tasks.log`.
+training that diverged. Every task is also noted in `STATE/flower-tasks.log`. In a campaign with
+secure aggregation the train messages are SecAgg+'s steps, run by Flower's `secaggplus_mod`
+around `local_secure_train` (`fedota.client.federation.secure`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,13 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from torch import nn
 
 from fedota.client.data import STORE_FILE, Desensitizer, ExampleStore, StoredExample, StoreError
+from fedota.client.federation import secure
 from fedota.client.training import ResidualStore, run_round
 from fedota.client.training.records import global_arrays, reply_content
+from fedota.client.training.round import RoundResult
 from fedota.client.update import SlotError, SlotStore
+from fedota.delta.uplink import UplinkFormatError, decode
 from fedota.ml import digits
 from fedota.ml.architectures import InvalidArchitectureConfig, UnknownArchitecture, build_model
 from fedota.ml.checkpoint import CheckpointError, load_checkpoint
@@ -102,7 +109,10 @@ app = ClientApp()
 
 @app.train()
 def train(message: Message, context: Context) -> Message:
-    """Train on the device's data; reply with the compressed update and metrics."""
+    """Train on the device's data; reply with the compressed update and metrics (or, in a
+    secure round, take this step of SecAgg+ through Flower's `secaggplus_mod`)."""
+    if secure.is_secure(message):
+        return _answer_secure(message, context)
     return _answer(message, context, local_train)
 
 
@@ -162,19 +172,51 @@ def local_train(state_dir: Path, content: RecordDict) -> RecordDict:
     campaign = str(config.get(CAMPAIGN_KEY, ""))
     if not campaign:
         raise BadRequest(f"the round config lacks {CAMPAIGN_KEY!r}")
+    residuals = ResidualStore(_training_dir(state_dir))
+    result = _train_round(state_dir, content, plan, lambda start: residuals.load(campaign, start))
+    residuals.save(campaign, result.residual)
+    return reply_content(result)
+
+
+def local_secure_train(state_dir: Path, content: RecordDict) -> RecordDict:
+    """A secure round's training (SecAgg+'s masked-vector stage calls it): the update clipped
+    to the campaign's bound, uncompressed and without error feedback, as a FitRes content.
+
+    Raises:
+        DeviceNotReady (a subclass saying which): the device cannot train this round.
+    """
+    try:
+        plain, bound, cap = secure.round_content(content)
+    except secure.SecureRequestError as exc:
+        raise BadRequest(str(exc)) from None
+    plan, config = _plan(plain)
+    if not str(config.get(CAMPAIGN_KEY, "")):
+        raise BadRequest(f"the round config lacks {CAMPAIGN_KEY!r}")
+    # SecAgg+ quantizes and masks the update itself: nothing to compress, no residual.
+    plan = dataclasses.replace(plan, uplink="none")
+    start = _arrays(plain)
+    result = _train_round(state_dir, plain, plan, lambda _start: None)
+    try:
+        update = decode(result.payload, {name: a.shape for name, a in start.items()})
+        return secure.fitres_content(update, list(start), bound, cap, result.metrics)
+    except (UplinkFormatError, ValueError) as exc:
+        raise TrainingFailed(f"the update cannot be secured: {exc}") from None
+
+
+def _train_round(
+    state_dir: Path,
+    content: RecordDict,
+    plan: RoundPlan,
+    residual: Callable[[dict[str, Any]], dict[str, Any] | None],
+) -> RoundResult:
+    _, config = _plan(content)
     model = _prepared_model(state_dir, config, plan)
     start = _arrays(content)
     task = _task(model.architecture)
-    residuals = ResidualStore(_training_dir(state_dir))
     with _examples(state_dir, model.architecture) as examples:
         try:
-            result = run_round(
-                model.module,
-                start,
-                examples.train,
-                task,
-                plan,
-                residual=residuals.load(campaign, start),
+            return run_round(
+                model.module, start, examples.train, task, plan, residual=residual(start)
             )
         except NoExamples as exc:
             raise NoData(f"no usable local examples to train on ({exc})") from None
@@ -182,8 +224,6 @@ def local_train(state_dir: Path, content: RecordDict) -> RecordDict:
             raise TrainingFailed(f"local training diverged: {exc}") from None
         except ValueError as exc:
             raise BadRequest(f"the round does not fit this device's model: {exc}") from None
-    residuals.save(campaign, result.residual)
-    return reply_content(result)
 
 
 def local_evaluate(state_dir: Path, content: RecordDict) -> RecordDict:
@@ -254,6 +294,23 @@ def _answer(
     except DeviceNotReady as exc:
         return _error(message, exc)
     return Message(content=content, reply_to=message)
+
+
+def _answer_secure(message: Message, context: Context) -> Message:
+    _note_task(context, message)
+    state_dir = context.node_config.get(STATE_DIR_KEY)
+    if not isinstance(state_dir, str) or not state_dir:
+        return _error(message, BadRequest(f"the SuperNode was started without {STATE_DIR_KEY}"))
+
+    def masked_stage(inner: Message, _context: Context) -> Message:
+        return Message(content=local_secure_train(Path(state_dir), inner.content), reply_to=inner)
+
+    try:
+        return secaggplus_mod(message, context, masked_stage)
+    except DeviceNotReady as exc:
+        return _error(message, exc)
+    except (KeyError, TypeError, ValueError) as exc:  # SecAgg+'s own checks of a stage
+        return _error(message, BadRequest(f"secure aggregation: {exc}"))
 
 
 def _error(message: Message, exc: DeviceNotReady) -> Message:
@@ -394,6 +451,7 @@ __all__ = [
     "app",
     "load_active_model",
     "local_evaluate",
+    "local_secure_train",
     "local_status",
     "local_train",
 ]

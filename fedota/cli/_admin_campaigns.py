@@ -50,13 +50,24 @@ def register(groups: Any) -> None:
         "--dp-noise", type=_positive, metavar="SIGMA", help="client-side DP: noise multiplier"
     )
     start.add_argument(
-        "--secure-aggregation", action="store_true", help="Flower's SecAgg+ (not supported yet)"
+        "--secure-aggregation",
+        action="store_true",
+        help="Flower's SecAgg+: the coordinator learns only the mean of each round's updates "
+        "(strategies fedavg, fedprox, fedadam; uplink none or int8; --min-clients 2 or more)",
+    )
+    start.add_argument(
+        "--trainable",
+        default="lora:4",
+        metavar="lora:RANK|layers:PATTERN[,PATTERN...]",
+        help="what trains on the frozen quantized model: LoRA adapters of that rank on every "
+        "linear layer, or those layers' own weights (fnmatch over module names; default: lora:4)",
     )
     start.add_argument(
         "--uplink",
         default="none",
-        metavar="int8|topk:0.01|topk:0.01+int8|none",
-        help="update compression on the uplink (default: none)",
+        metavar="int8|topk:F|topk:F+int8|none",
+        help="update compression on the uplink: int8 values, the top fraction F of values "
+        "(e.g. topk:0.05), or both (default: none)",
     )
     start.add_argument(
         "--evaluate",
@@ -123,6 +134,7 @@ def start_request(args: argparse.Namespace) -> campaigns_pb2.StartCampaignReques
         dp_noise=args.dp_noise or 0.0,
         secure_aggregation=args.secure_aggregation,
         uplink=args.uplink,
+        trainable=args.trainable,
         evaluate=args.evaluate,
         round_timeout_seconds=args.round_timeout or 0.0,
         node_wait_seconds=args.node_wait or 0.0,

@@ -18,6 +18,7 @@ ROUND_COLUMNS = (
     "DROPPED",
     "REJECTED",
     "UPLINK",
+    "TRAIN MEM",
     "EVAL LOSS",
     "EVAL ACC",
 )
@@ -42,6 +43,8 @@ def settings_json(settings: campaigns_pb2.CampaignSettings) -> dict[str, Any]:
         "dp_clip": settings.dp_clip or None,
         "dp_noise": settings.dp_noise or None,
         "uplink": settings.uplink,
+        "trainable": settings.trainable or None,
+        "secure_aggregation": settings.secure_aggregation,
         "evaluate": settings.evaluate,
         "round_timeout_seconds": settings.round_timeout_seconds,
         "node_wait_seconds": settings.node_wait_seconds,
@@ -62,6 +65,7 @@ def round_json(row: campaigns_pb2.CampaignRound) -> dict[str, Any]:
         "eval_accuracy": _optional(row, "eval_accuracy"),
         "train_loss": _optional(row, "train_loss"),
         "train_accuracy": _optional(row, "train_accuracy"),
+        "peak_memory_bytes": row.peak_memory_bytes if row.HasField("peak_memory_bytes") else None,
     }
 
 
@@ -118,6 +122,7 @@ def _training(settings: campaigns_pb2.CampaignSettings) -> str:
     parts = [
         f"{settings.clients_per_round} device(s) per round, at least {settings.min_clients}",
         f"{settings.local_epochs} local epoch(s)",
+        f"trains {settings.trainable or 'lora:4'}",
         f"uplink {settings.uplink}",
         f"evaluate {settings.evaluate}",
     ]
@@ -146,6 +151,7 @@ def campaign_fields(campaign: campaigns_pb2.Campaign, now: dt.datetime) -> dict[
         "Cohort": settings.cohort or "whole fleet",
         "Training": _training(settings),
         "Privacy": _privacy(campaign),
+        "Secure aggregation": "on (SecAgg+)" if settings.secure_aggregation else "off",
         "Result": campaign.final_version or "-",
         "Flower run": str(campaign.flower_run_id) if campaign.flower_run_id else "-",
         "Created": when(timestamp(campaign, "created_at"), now),
@@ -169,6 +175,7 @@ def round_rows(campaign: campaigns_pb2.Campaign) -> list[list[str]]:
             str(len(row.dropped)),
             str(len(row.rejected)),
             human_bytes(row.uplink_bytes),
+            human_bytes(row.peak_memory_bytes) if row.HasField("peak_memory_bytes") else "-",
             _number(_optional(row, "eval_loss"), ".4f"),
             _number(_optional(row, "eval_accuracy"), ".2%"),
         ]

@@ -82,7 +82,9 @@ def train_and_ship(
             *("--strategy", "fedavg", "--uplink", "int8", "--json"),
         )
     )
-    campaign = _wait_for_campaign(coordinator, started["id"], timeout)
+    # A campaign is several steps (each round: a training and an evaluation exchange, each a
+    # process start on every device): `timeout` per exchange.
+    campaign = _wait_for_campaign(coordinator, started["id"], 2 * ROUNDS * timeout)
     console.print(run_admin(coordinator, "campaigns", "show", started["id"]), end="")
     result = str(campaign["final_version"])
     rollout = roll_out(coordinator, result, "100%", timeout)

@@ -37,7 +37,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="keep the coordinator data, state directories and logs in DIR (default: a temp dir)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=90.0, metavar="S", help="deadline for each step"
+        "--timeout",
+        type=float,
+        default=90.0,
+        metavar="S",
+        help="deadline for each step (for the campaign: each of its exchanges)",
     )
     parser.set_defaults(handler=run)
 

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CampaignSettings(_message.Message):
-    __slots__ = ("rounds", "clients_per_round", "min_clients", "strategy", "cohort", "local_epochs", "dp_clip", "dp_noise", "secure_aggregation", "uplink", "evaluate", "round_timeout_seconds", "node_wait_seconds")
+    __slots__ = ("rounds", "clients_per_round", "min_clients", "strategy", "cohort", "local_epochs", "dp_clip", "dp_noise", "secure_aggregation", "uplink", "evaluate", "round_timeout_seconds", "node_wait_seconds", "trainable")
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     CLIENTS_PER_ROUND_FIELD_NUMBER: _ClassVar[int]
     MIN_CLIENTS_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class CampaignSettings(_message.Message):
     EVALUATE_FIELD_NUMBER: _ClassVar[int]
     ROUND_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     NODE_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TRAINABLE_FIELD_NUMBER: _ClassVar[int]
     rounds: int
     clients_per_round: int
     min_clients: int
@@ -37,7 +38,8 @@ class CampaignSettings(_message.Message):
     evaluate: str
     round_timeout_seconds: float
     node_wait_seconds: float
-    def __init__(self, rounds: _Optional[int] = ..., clients_per_round: _Optional[int] = ..., min_clients: _Optional[int] = ..., strategy: _Optional[str] = ..., cohort: _Optional[str] = ..., local_epochs: _Optional[int] = ..., dp_clip: _Optional[float] = ..., dp_noise: _Optional[float] = ..., secure_aggregation: _Optional[bool] = ..., uplink: _Optional[str] = ..., evaluate: _Optional[str] = ..., round_timeout_seconds: _Optional[float] = ..., node_wait_seconds: _Optional[float] = ...) -> None: ...
+    trainable: str
+    def __init__(self, rounds: _Optional[int] = ..., clients_per_round: _Optional[int] = ..., min_clients: _Optional[int] = ..., strategy: _Optional[str] = ..., cohort: _Optional[str] = ..., local_epochs: _Optional[int] = ..., dp_clip: _Optional[float] = ..., dp_noise: _Optional[float] = ..., secure_aggregation: _Optional[bool] = ..., uplink: _Optional[str] = ..., evaluate: _Optional[str] = ..., round_timeout_seconds: _Optional[float] = ..., node_wait_seconds: _Optional[float] = ..., trainable: _Optional[str] = ...) -> None: ...
 
 class StartCampaignRequest(_message.Message):
     __slots__ = ("model", "settings", "name")
@@ -74,7 +76,7 @@ class RoundRefusal(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CampaignRound(_message.Message):
-    __slots__ = ("number", "state", "selected", "accepted", "rejected", "dropped", "uplink_bytes", "eval_loss", "eval_accuracy", "train_loss", "train_accuracy", "version")
+    __slots__ = ("number", "state", "selected", "accepted", "rejected", "dropped", "uplink_bytes", "eval_loss", "eval_accuracy", "train_loss", "train_accuracy", "version", "peak_memory_bytes")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SELECTED_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +89,7 @@ class CampaignRound(_message.Message):
     TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
     TRAIN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     number: int
     state: str
     selected: int
@@ -99,7 +102,8 @@ class CampaignRound(_message.Message):
     train_loss: float
     train_accuracy: float
     version: str
-    def __init__(self, number: _Optional[int] = ..., state: _Optional[str] = ..., selected: _Optional[int] = ..., accepted: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RoundRefusal, _Mapping]]] = ..., dropped: _Optional[_Iterable[_Union[RoundRefusal, _Mapping]]] = ..., uplink_bytes: _Optional[int] = ..., eval_loss: _Optional[float] = ..., eval_accuracy: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., version: _Optional[str] = ...) -> None: ...
+    peak_memory_bytes: int
+    def __init__(self, number: _Optional[int] = ..., state: _Optional[str] = ..., selected: _Optional[int] = ..., accepted: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RoundRefusal, _Mapping]]] = ..., dropped: _Optional[_Iterable[_Union[RoundRefusal, _Mapping]]] = ..., uplink_bytes: _Optional[int] = ..., eval_loss: _Optional[float] = ..., eval_accuracy: _Optional[float] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., version: _Optional[str] = ..., peak_memory_bytes: _Optional[int] = ...) -> None: ...
 
 class CampaignPrivacy(_message.Message):
     __slots__ = ("clip", "noise_multiplier", "epsilon", "delta")

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from fedota.ml.finetune import FinetuneConfig
+from fedota.ml.lora import LoRAConfig, describe_trainable, parse_trainable
 from fedota.protos.v1 import campaigns_pb2
 from fedota.server.aggregation import DpParams, TrainingSettings
 from fedota.server.aggregation.config import STRATEGIES
-from fedota.server.campaigns.spec import CampaignSpec
+from fedota.server.campaigns.spec import CampaignSpec, SecureAggregationRefused
 from fedota.server.campaigns.views import CampaignView, RoundView
 from fedota.server.convert import timestamp
 from fedota.server.errors import FailedPrecondition, InvalidArgument
@@ -25,10 +26,9 @@ def request_spec(settings: campaigns_pb2.CampaignSettings, cohort_id: str | None
 
     Raises:
         InvalidArgument: an option out of range, naming it.
-        FailedPrecondition: secure aggregation was asked for (not supported yet).
+        FailedPrecondition: secure aggregation asked for with a strategy other than fedavg,
+            fedprox or fedadam, a topk uplink, or min_clients below 2.
     """
-    if settings.secure_aggregation:
-        raise FailedPrecondition("secure_aggregation: not supported yet")
     if (settings.dp_clip > 0) != (settings.dp_noise > 0) or min(
         settings.dp_clip, settings.dp_noise
     ) < 0:
@@ -49,8 +49,16 @@ def request_spec(settings: campaigns_pb2.CampaignSettings, cohort_id: str | None
         names = ", ".join(STRATEGIES)
         raise InvalidArgument("strategy", f"must be one of {names}, got {strategy!r}")
     try:
+        trainable = parse_trainable(settings.trainable) if settings.trainable else LoRAConfig()
+    except ValueError as exc:
+        raise InvalidArgument("trainable", str(exc)) from None
+    try:
         training = TrainingSettings(
-            strategy=strategy, finetune=finetune, uplink=settings.uplink or "none", dp=dp
+            strategy=strategy,
+            finetune=finetune,
+            trainable=trainable,
+            uplink=settings.uplink or "none",
+            dp=dp,
         )
     except ValueError as exc:
         raise InvalidArgument("uplink", str(exc)) from None
@@ -64,7 +72,10 @@ def request_spec(settings: campaigns_pb2.CampaignSettings, cohort_id: str | None
             node_wait=settings.node_wait_seconds or DEFAULT_WAIT,
             evaluate=settings.evaluate or "every-round",
             settings=training,
+            secure_aggregation=settings.secure_aggregation,
         )
+    except SecureAggregationRefused as exc:
+        raise FailedPrecondition(str(exc)) from None
     except ValueError as exc:
         raise InvalidArgument(_spec_field(str(exc)), str(exc)) from None
 
@@ -134,6 +145,8 @@ def _settings_message(spec: CampaignSpec, cohort: str) -> campaigns_pb2.Campaign
         evaluate=spec.evaluate,
         round_timeout_seconds=spec.round_timeout,
         node_wait_seconds=spec.node_wait,
+        secure_aggregation=spec.secure_aggregation,
+        trainable=describe_trainable(training.trainable),
     )
 
 
@@ -159,6 +172,9 @@ def _round_message(row: RoundView) -> campaigns_pb2.CampaignRound:
         value = row.metrics.get(name)
         if isinstance(value, int | float):
             setattr(message, name, float(value))
+    peak = row.metrics.get("peak_memory_bytes")
+    if isinstance(peak, int | float) and peak >= 0:
+        message.peak_memory_bytes = int(peak)
     return message
 
 

@@ -5,8 +5,12 @@ campaign_id = start_campaign(database, runner, actor, request)
 
 from __future__ import annotations
 
+import fnmatch
 import re
+from typing import Any
 
+from fedota.ml.architectures import build_model
+from fedota.ml.lora import LayerSelection
 from fedota.protos.v1 import campaigns_pb2
 from fedota.server import audit, validation
 from fedota.server.campaigns.messages import request_spec
@@ -18,6 +22,7 @@ from fedota.server.errors import FailedPrecondition, InvalidArgument
 from fedota.server.federation.errors import ControlRefused, ControlUnavailable
 from fedota.server.registry.refs import find_version, format_ref, parse_ref
 from fedota.storage.db import Database
+from fedota.storage.models import ModelFamily
 
 NO_FEDERATION = "this coordinator runs no federation (started with --no-federation)"
 _CAMPAIGN_ID = re.compile(r"cmp_[0-9a-f]{1,32}")
@@ -54,8 +59,10 @@ def start_campaign(
     """Create the campaign the request describes and start its Flower run; its id.
 
     Raises:
-        InvalidArgument: a malformed model reference, name or option (named).
-        FailedPrecondition: secure aggregation asked for (not supported yet).
+        InvalidArgument: a malformed model reference, name or option (named), or a layer
+            pattern that matches no layer of the model.
+        FailedPrecondition: secure aggregation asked for with settings it cannot serve (a
+            robust strategy, a topk uplink, min_clients below 2).
         NoFederation: `runner` is None (checked after the request's own form).
         NotFound: no such model version (or no fp32 artifact for it), or no such cohort.
         RunNotStarted: the SuperLink refused or did not answer (the campaign is failed with
@@ -66,7 +73,17 @@ def start_campaign(
     if runner is None:
         raise NoFederation()
     with database.session() as session:
-        version_id = find_version(session, "model", request.model).id
+        version = find_version(session, "model", request.model)
+        version_id = version.id
+        family_row = session.get(ModelFamily, version.family_id)
+        if family_row is not None and isinstance(
+            spec_without_cohort.settings.trainable, LayerSelection
+        ):
+            _check_layers(
+                spec_without_cohort.settings.trainable,
+                family_row.architecture,
+                dict(family_row.architecture_config),
+            )
         cohort_id = None
         if request.settings.cohort:
             cohort_id = find_cohort(session, default_fleet(session), request.settings.cohort).id
@@ -85,6 +102,19 @@ def start_campaign(
         fail_campaign(database, campaign_id, reason)
         raise RunNotStarted(f"campaign {campaign_id} failed: {reason}") from None
     return campaign_id
+
+
+def _check_layers(selection: LayerSelection, architecture: str, config: Any) -> None:
+    """Raises:
+    InvalidArgument: a pattern matches no layer of the model (devices would all refuse).
+    """
+    names = [name for name, _ in build_model(architecture, config).named_modules() if name]
+    for pattern in selection.patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise InvalidArgument(
+                "trainable", f"no layer of the model matches {pattern!r}; its layers: {shown}"
+            )
 
 
 def stop_campaign(

@@ -9,8 +9,11 @@ them the round plan and the current trainable arrays, offer every reply to the a
 all, or was revoked meanwhile is recorded as dropped), step the model, have the devices
 evaluate the new aggregate on their own data, and store the round with its version in one
 transaction. The round completes when at least `min_clients` updates were accepted; otherwise
-the campaign fails with the reason. The grid is reached only through `FleetLink` (the
-ServerApp adapts Flower's grid to it), so this module holds no Flower transport code.
+the campaign fails with the reason. With secure aggregation the training step is Flower's
+SecAgg+ instead (`FleetLink.secure_exchange`, see `fedota.server.campaigns.secure`): the server
+sees no single update, validates the unmasked mean and steps the model with it. The grid is
+reached only through `FleetLink` (the ServerApp adapts Flower's grid to it), so this module
+holds no Flower transport code.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import hashlib
 import logging
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,7 +41,7 @@ from fedota.server.aggregation import (
 )
 from fedota.server.aggregation.records import ARRAYS_KEY, METRICS_KEY, arrays_to_record
 from fedota.server.aggregation.records import offer_reply as offer_to_round
-from fedota.server.campaigns import store, weights
+from fedota.server.campaigns import secure, store, weights
 from fedota.server.campaigns.spec import CampaignSpec
 from fedota.storage.blobs import BlobStore
 from fedota.storage.db import Database
@@ -81,9 +84,29 @@ class FleetLink(Protocol):
         """Send each node its content as a `kind` message; the replies that came in time."""
         ...
 
+    def secure_exchange(
+        self,
+        contents: Mapping[int, RecordDict],
+        params: secure.SecureParams,
+        timeout: float,
+        still_eligible: Callable[[], set[int]],
+    ) -> secure.SecureResult:
+        """Run SecAgg+ with the nodes, each given its train content (`timeout` per stage);
+        `still_eligible` says which nodes may still send their masked update."""
+        ...
+
     def wait(self, seconds: float) -> None:
         """Sleep between two looks at the nodes (a fake fleet skips it)."""
         ...
+
+
+@dataclass(frozen=True)
+class _Stepped:
+    """A round's training step: the next arrays and strategy state, and uplink bytes used."""
+
+    arrays: dict[str, np.ndarray]
+    state: dict[str, Any] | None
+    uplink_bytes: int
 
 
 class CampaignFailure(Exception):
@@ -162,36 +185,16 @@ class CampaignRun:
         selected = _sample(nodes, spec.clients_per_round, f"{self._campaign_id}/{number}")
         log.info("round %d: training on %s", number, ", ".join(sorted(selected)))
         content = self._train_content(settings, spec.seed, number, arrays)
-        replies = self._fleet.exchange(
-            TRAIN, {selected[d]: content for d in selected}, spec.round_timeout
-        )
-        still_accepted = store.eligible_devices(self._database, spec.cohort_id)
-        round_ = Round(
-            settings.build_strategy(),
-            arrays,
-            settings.update_limits(ModelSpec.of(arrays)),
-            weight_by_examples=settings.weight_by_examples,
-        )
-        parts: dict[str, store.Participation] = {}
-        for device_id in sorted(selected):
-            reply = replies.get(selected[device_id])
-            parts[device_id] = _judge(round_, device_id, reply, device_id in still_accepted, spec)
-        accepted = [p for p in parts.values() if p.status is ParticipationStatus.ACCEPTED]
-        if len(accepted) < spec.min_clients:
-            raise CampaignFailure(
-                f"round {number}: {len(accepted)} update(s) accepted, the campaign needs "
-                f"{spec.min_clients} ({_summary(parts.values())})"
-            )
-        try:
-            outcome = round_.finish(state)
-        except NotEnoughUpdates as exc:
-            raise CampaignFailure(f"round {number}: {exc}") from None
+        train = self._train_secure if spec.secure_aggregation else self._train_plain
+        parts, outcome = train(spec, number, selected, content, arrays, state)
         load_trainable_state(model, outcome.arrays)
         if spec.evaluates(number):
             answered = [d for d, p in parts.items() if p.status is not ParticipationStatus.FAILED]
             parts = self._evaluate(spec, number, outcome.arrays, answered, selected, parts)
         checkpoint = weights.store_merged(self._blobs, model, base, self._work_dir)
         metrics = _round_metrics(parts.values(), outcome.uplink_bytes)
+        if spec.secure_aggregation:
+            metrics["secure_aggregation"] = True
         if settings.dp is not None:
             spent = campaign_epsilon(
                 settings.dp,
@@ -215,6 +218,96 @@ class CampaignRun:
         version_id = store.record_round(self._database, self._campaign_id, self._run_id, record)
         log.info("round %d stored as version %s: %s", number, version_id, _summary(parts.values()))
         return outcome.arrays, outcome.state
+
+    def _train_plain(
+        self,
+        spec: CampaignSpec,
+        number: int,
+        selected: Mapping[str, int],
+        content: RecordDict,
+        arrays: dict[str, np.ndarray],
+        state: dict[str, Any] | None,
+    ) -> tuple[dict[str, store.Participation], _Stepped]:
+        """Every device's update to the server, each judged on its own, then aggregated."""
+        settings = spec.settings
+        replies = self._fleet.exchange(
+            TRAIN, {selected[d]: content for d in selected}, spec.round_timeout
+        )
+        still_accepted = store.eligible_devices(self._database, spec.cohort_id)
+        round_ = Round(
+            settings.build_strategy(),
+            arrays,
+            settings.update_limits(ModelSpec.of(arrays)),
+            weight_by_examples=settings.weight_by_examples,
+        )
+        parts: dict[str, store.Participation] = {}
+        for device_id in sorted(selected):
+            reply = replies.get(selected[device_id])
+            parts[device_id] = _judge(round_, device_id, reply, device_id in still_accepted, spec)
+        _check_accepted(spec, number, parts)
+        try:
+            outcome = round_.finish(state)
+        except NotEnoughUpdates as exc:
+            raise CampaignFailure(f"round {number}: {exc}") from None
+        return parts, _Stepped(outcome.arrays, outcome.state, outcome.uplink_bytes)
+
+    def _train_secure(
+        self,
+        spec: CampaignSpec,
+        number: int,
+        selected: Mapping[str, int],
+        content: RecordDict,
+        arrays: dict[str, np.ndarray],
+        state: dict[str, Any] | None,
+    ) -> tuple[dict[str, store.Participation], _Stepped]:
+        """SecAgg+: the devices' masked updates are summed and only their mean is unmasked;
+        the mean is validated (it is all the server sees) and steps the model."""
+        settings = spec.settings
+        model = ModelSpec.of(arrays)
+        bound = spec.secure_bound(model)
+        params = secure.SecureParams.for_round(len(selected), bound, settings.weight_by_examples)
+        config = ConfigRecord(
+            {
+                **content.config_records[CONFIG_KEY],
+                secure.BOUND_KEY: bound,
+                secure.WEIGHT_CAP_KEY: params.weight_cap,
+                secure.NAMES_KEY: ",".join(arrays),
+            }
+        )
+        secured = RecordDict({ARRAYS_KEY: content.array_records[ARRAYS_KEY], CONFIG_KEY: config})
+        cohort = spec.cohort_id
+        result = self._fleet.secure_exchange(
+            {selected[d]: secured for d in selected},
+            params,
+            spec.round_timeout,
+            lambda: _nodes_of(selected, store.eligible_devices(self._database, cohort)),
+        )
+        parts = {
+            device_id: secure.participation(
+                device_id, result.nodes.get(node), spec.round_timeout, TRAIN_METRICS
+            )
+            for device_id, node in sorted(selected.items())
+        }
+        if result.mean is None:
+            raise CampaignFailure(
+                f"round {number}: {result.failure or 'secure aggregation failed'} "
+                f"({_summary(parts.values())})"
+            )
+        revoked = set(selected) - store.eligible_devices(self._database, cohort)
+        included = sorted(d for d in revoked if parts[d].status is ParticipationStatus.ACCEPTED)
+        if included:
+            raise CampaignFailure(
+                f"round {number}: {', '.join(included)} was revoked while its masked update "
+                "was already in the secure sum, which cannot be taken apart"
+            )
+        _check_accepted(spec, number, parts)
+        mean = {name: np.asarray(a, dtype=np.float32) for name, a in result.mean.items()}
+        problem = secure.unusable(mean, model, params)
+        if problem is not None:
+            raise CampaignFailure(f"round {number}: the secure aggregate is unusable ({problem})")
+        new_arrays, new_state = settings.build_strategy().step(arrays, mean, state)
+        uplink = sum(p.uplink_bytes for p in parts.values())
+        return parts, _Stepped(new_arrays, new_state, uplink)
 
     def _wait_for_nodes(
         self, spec: CampaignSpec, number: int, eligible: set[str]
@@ -315,6 +408,21 @@ def _judge(
         f"{verdict.reason.value}: {verdict.detail}",
         metrics,
     )
+
+
+def _nodes_of(selected: Mapping[str, int], devices: set[str]) -> set[int]:
+    return {node for device_id, node in selected.items() if device_id in devices}
+
+
+def _check_accepted(
+    spec: CampaignSpec, number: int, parts: Mapping[str, store.Participation]
+) -> None:
+    accepted = [p for p in parts.values() if p.status is ParticipationStatus.ACCEPTED]
+    if len(accepted) < spec.min_clients:
+        raise CampaignFailure(
+            f"round {number}: {len(accepted)} update(s) accepted, the campaign needs "
+            f"{spec.min_clients} ({_summary(parts.values())})"
+        )
 
 
 def _metrics_of(reply: Reply | None, keys: Sequence[str]) -> dict[str, float]:

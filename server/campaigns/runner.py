@@ -9,17 +9,21 @@
 
 A run reports its rounds itself (the ServerApp writes to storage); the runner watches what the
 ServerApp cannot report: its own death. Each pass reads the run's status from the Control API
-and the ServerApp's lease (`lease`), appends the run's log to `LOG_DIR/<campaign>.log`, and
+and the ServerApp's lease (`lease`), appends the run's log to `LOG_DIR/<campaign>.log` (how
+far, in `<campaign>.log-position.json`, so a restarted coordinator goes on from there), and
 `judge` (pure) decides: wait, or the run is dead. A dead run of a campaign this runner started
 fails the campaign with the reason (a failed or stopped run, a ServerApp silent past its lease,
 a SuperLink restart); a dead run found at `recover()`, left by a coordinator that stopped, is
 resumed by a new run from the last completed round (at most `max_resumes` times), or failed.
 Completed rounds are never lost: they are in storage the moment the ServerApp recorded them.
+Once a campaign ends, its run's log is still read until Flower reports the run finished (at
+most `drain_timeout` seconds): the ServerApp's last lines arrive after it recorded the end.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import threading
 import time
@@ -50,6 +54,8 @@ class RunnerSettings:
         start_timeout: a run whose ServerApp took no lease this long after it started is dead.
         max_resumes: new runs a campaign may get after coordinator restarts.
         log_wait: seconds of log silence that end one read of a run's log.
+        drain_timeout: seconds an ended campaign's run log is still read, waiting for Flower
+            to report the run finished.
     """
 
     poll_interval: float = 5.0
@@ -57,9 +63,16 @@ class RunnerSettings:
     start_timeout: float = 180.0
     max_resumes: int = 3
     log_wait: float = 0.2
+    drain_timeout: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("poll_interval", "lease_timeout", "start_timeout", "log_wait"):
+        for name in (
+            "poll_interval",
+            "lease_timeout",
+            "start_timeout",
+            "log_wait",
+            "drain_timeout",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_resumes < 0:
@@ -147,6 +160,7 @@ class _Followed:
     recovering: bool
     restarts_at_start: int
     log_after: float = 0.0
+    ended_at: float | None = None  # when the campaign ended; its log is drained since
 
 
 class CampaignRunner:
@@ -227,7 +241,9 @@ class CampaignRunner:
         if changed and run_id is not None:
             self._stop_run(run_id)
         with self._lock:
-            self._followed.pop(campaign_id, None)
+            entry = self._followed.get(campaign_id)
+        if entry is not None:
+            self._unfollow(campaign_id, entry)
         return changed
 
     def recover(self) -> list[str]:
@@ -280,8 +296,9 @@ class CampaignRunner:
         return decisions
 
     def following(self) -> set[str]:
+        """Campaigns whose runs are followed (not those whose ended runs' logs are drained)."""
         with self._lock:
-            return set(self._followed)
+            return {cid for cid, entry in self._followed.items() if entry.ended_at is None}
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -294,6 +311,8 @@ class CampaignRunner:
             state = None if campaign is None else campaign.state
             resumes = 0 if campaign is None else int(campaign.config.get("resumes", 0))
             current_run = None if campaign is None else store.flower_run_id(campaign)
+        if entry.ended_at is not None:
+            return self._drain(campaign_id, entry)
         self._read_logs(campaign_id, entry)
         if state != CampaignState.RUNNING or current_run != entry.run_id:
             self._unfollow(campaign_id, entry)
@@ -356,15 +375,33 @@ class CampaignRunner:
             self._followed[campaign_id] = _Followed(run_id, self._clock(), False, self._restarts())
 
     def _follow(self, campaign_id: str, run_id: int, *, recovering: bool) -> None:
+        entry = _Followed(run_id, self._clock(), recovering, self._restarts())
+        if recovering:  # a previous coordinator copied the run's log up to here
+            entry.log_after = self._log_position(campaign_id, run_id)
         with self._lock:
-            self._followed[campaign_id] = _Followed(
-                run_id, self._clock(), recovering, self._restarts()
-            )
+            self._followed[campaign_id] = entry
 
     def _unfollow(self, campaign_id: str, entry: _Followed) -> None:
+        """Stop judging the run; its log is drained by the next passes."""
         with self._lock:
-            if self._followed.get(campaign_id) is entry:
-                del self._followed[campaign_id]
+            if self._followed.get(campaign_id) is entry and entry.ended_at is None:
+                entry.ended_at = self._clock()
+
+    def _drain(self, campaign_id: str, entry: _Followed) -> Decision:
+        """Copy what the ended campaign's run still logs; forget it once Flower says the run
+        finished (the status is asked first so that the read after it gets the last lines)."""
+        try:
+            status = self._status(entry.run_id)
+        except ControlUnavailable:
+            status = None
+        self._read_logs(campaign_id, entry)
+        assert entry.ended_at is not None
+        late = self._clock() - entry.ended_at > self.settings.drain_timeout
+        if status is None or status.finished or late:
+            with self._lock:
+                if self._followed.get(campaign_id) is entry:
+                    del self._followed[campaign_id]
+        return Decision(Action.WAIT, "campaign ended; reading its run's last log lines")
 
     def _start_run(self, campaign_id: str, *, resume: bool) -> int:
         config = {CAMPAIGN_KEY: campaign_id, LINK_KEY: str(self._link_path), RESUME_KEY: resume}
@@ -399,7 +436,22 @@ class CampaignRunner:
             self._log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             with open(self._log_dir / f"{campaign_id}.log", "a", encoding="utf-8") as handle:
                 handle.write(logs.text)
+            position = {"run_id": entry.run_id, "after": logs.latest_timestamp}
+            self._position_path(campaign_id).write_text(json.dumps(position), encoding="utf-8")
         entry.log_after = logs.latest_timestamp
+
+    def _position_path(self, campaign_id: str) -> Path:
+        return self._log_dir / f"{campaign_id}.log-position.json"
+
+    def _log_position(self, campaign_id: str, run_id: int) -> float:
+        """How far the campaign's log holds run `run_id`'s log (0.0: none of it, or unknown)."""
+        try:
+            position = json.loads(self._position_path(campaign_id).read_text(encoding="utf-8"))
+            if position["run_id"] == run_id:
+                return float(position["after"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return 0.0
 
 
 __all__ = ["Action", "CampaignRunner", "Decision", "RunnerSettings", "judge"]

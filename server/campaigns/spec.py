@@ -17,10 +17,16 @@ from typing import Any
 
 from fedota.ml.finetune import FinetuneConfig
 from fedota.ml.lora import LayerSelection, LoRAConfig, Trainable
-from fedota.server.aggregation import DpParams, FedAdam, TrainingSettings
+from fedota.server.aggregation import DpParams, FedAdam, ModelSpec, TrainingSettings
 
 FORMAT = 1
 EVALUATE_MODES = ("every-round", "final", "none")
+# The update norm bound of a secure campaign that sets none and runs without DP.
+DEFAULT_SECURE_BOUND = 10.0
+
+
+class SecureAggregationRefused(ValueError):
+    """Secure aggregation was asked for with a strategy, uplink or minimum it cannot serve."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,11 @@ class CampaignSpec:
             each costing the devices a process start) or "none".
         seed: device sampling and local shuffling.
         settings: strategy, local training, trainable tensors, uplink, DP, update limits.
+        secure_aggregation: each round's training runs Flower's SecAgg+ (see
+            `fedota.server.campaigns.secure`): the coordinator learns only the mean update.
 
     Raises:
+        SecureAggregationRefused: secure aggregation with settings it cannot serve.
         ValueError: a count or timeout out of range.
     """
 
@@ -54,6 +63,7 @@ class CampaignSpec:
     evaluate: str = "every-round"
     seed: int = 0
     settings: TrainingSettings = field(default_factory=TrainingSettings)
+    secure_aggregation: bool = False
 
     def __post_init__(self) -> None:
         for name in ("rounds", "clients_per_round", "min_clients"):
@@ -72,6 +82,17 @@ class CampaignSpec:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.secure_aggregation:
+            problem = secure_refusal(self.settings.strategy, self.settings.uplink, self.min_clients)
+            if problem is not None:
+                raise SecureAggregationRefused(problem)
+
+    def secure_bound(self, model: ModelSpec) -> float:
+        """The norm bound devices clip to before masking in a secure round: the settings'
+        bound for `model`'s tensors (with DP, the noisy-norm bound), else
+        `DEFAULT_SECURE_BOUND`."""
+        bound = self.settings.update_limits(model).max_norm
+        return DEFAULT_SECURE_BOUND if bound is None else float(bound)
 
     def evaluates(self, number: int) -> bool:
         """Whether round `number` ends with the devices' evaluation."""
@@ -92,6 +113,7 @@ class CampaignSpec:
             "evaluate": self.evaluate,
             "seed": self.seed,
             "settings": settings_to_json(self.settings),
+            "secure_aggregation": self.secure_aggregation,
         }
 
     @classmethod
@@ -110,6 +132,7 @@ class CampaignSpec:
                 evaluate=str(data["evaluate"]),
                 seed=int(data["seed"]),
                 settings=settings_from_json(data["settings"]),
+                secure_aggregation=bool(data.get("secure_aggregation", False)),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"campaign spec lacks or mistypes {exc}") from None
@@ -170,4 +193,36 @@ def settings_from_json(data: dict[str, Any]) -> TrainingSettings:
     )
 
 
-__all__ = ["EVALUATE_MODES", "CampaignSpec", "settings_from_json", "settings_to_json"]
+def secure_refusal(strategy: str, uplink: str, min_clients: int) -> str | None:
+    """Why a campaign with these settings cannot run with secure aggregation (None: it can).
+
+    The server sees only the sum: robust strategies need every single update, a sparse uplink
+    would be densified by masking anyway, and a sum of one device is that device's update.
+    """
+    if strategy not in ("fedavg", "fedprox", "fedadam"):
+        return (
+            f"secure_aggregation: strategy {strategy} needs every device's update; with secure "
+            "aggregation use fedavg, fedprox or fedadam"
+        )
+    if uplink.startswith("topk"):
+        return (
+            f"secure_aggregation: uplink {uplink} is refused (masked vectors are dense); "
+            "use none or int8 (SecAgg+'s own quantization is then the wire format)"
+        )
+    if min_clients < 2:
+        return (
+            f"secure_aggregation: min_clients must be at least 2 (got {min_clients}): "
+            "a sum of one device's update is that update"
+        )
+    return None
+
+
+__all__ = [
+    "DEFAULT_SECURE_BOUND",
+    "EVALUATE_MODES",
+    "CampaignSpec",
+    "SecureAggregationRefused",
+    "secure_refusal",
+    "settings_from_json",
+    "settings_to_json",
+]

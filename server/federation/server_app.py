@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
@@ -34,6 +34,8 @@ from fedota.server.campaigns.link import (
     LinkError,
 )
 from fedota.server.campaigns.run import CampaignFailure, CampaignRun, Reply
+from fedota.server.campaigns.secure import SecureParams, SecureResult
+from fedota.server.federation.secure_round import run_secure_round, send_and_receive
 from fedota.storage.db import Database
 from fedota.storage.local_blobs import LocalBlobStore
 
@@ -49,11 +51,13 @@ app = ServerApp()
 
 
 class GridFleet:
-    """`FleetLink` over Flower's grid: online registered nodes, and messages out and back with
-    a deadline, polled every second (Flower's own send_and_receive sleeps 3 s between pulls)."""
+    """`FleetLink` over Flower's grid: online registered nodes, messages out and back with a
+    deadline, polled every second (Flower's own send_and_receive sleeps 3 s between pulls),
+    and SecAgg+ rounds (`secure_round`)."""
 
-    def __init__(self, grid: Grid, poll_interval: float = POLL_INTERVAL) -> None:
+    def __init__(self, grid: Grid, run_id: int = 0, poll_interval: float = POLL_INTERVAL) -> None:
         self._grid = grid
+        self._run_id = run_id
         self._poll = poll_interval
 
     def online_nodes(self) -> dict[str, int]:
@@ -70,25 +74,28 @@ class GridFleet:
             Message(content=content, dst_node_id=node, message_type=kind, ttl=timeout)
             for node, content in contents.items()
         ]
-        if not messages:
-            return {}
         destinations = {m.object_id: m.metadata.dst_node_id for m in messages}
-        pending = {i for i in self._grid.push_messages(messages) if i}
         replies: dict[int, Reply] = {}
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for message in self._grid.pull_messages(pending):
-                asked = message.metadata.reply_to_message_id
-                pending.discard(asked)
-                node = destinations.get(asked, message.metadata.src_node_id)
-                if message.has_error():
-                    error = message.error
-                    replies[node] = Reply(error=error.reason or f"error code {error.code}")
-                else:
-                    replies[node] = Reply(content=message.content)
-            if pending:
-                time.sleep(self._poll)
+        for message in send_and_receive(self._grid, messages, timeout, self._poll):
+            asked = message.metadata.reply_to_message_id
+            node = destinations.get(asked, message.metadata.src_node_id)
+            if message.has_error():
+                error = message.error
+                replies[node] = Reply(error=error.reason or f"error code {error.code}")
+            else:
+                replies[node] = Reply(content=message.content)
         return replies
+
+    def secure_exchange(
+        self,
+        contents: Mapping[int, RecordDict],
+        params: SecureParams,
+        timeout: float,
+        still_eligible: Callable[[], set[int]],
+    ) -> SecureResult:
+        return run_secure_round(
+            self._grid, self._run_id, contents, params, timeout, still_eligible, self._poll
+        )
 
     def wait(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -170,7 +177,7 @@ def _run(
     blobs = LocalBlobStore(Path(link.blob_root))
     work_dir = Path(link.work_dir)
     campaign = CampaignRun(
-        database, blobs, GridFleet(grid), campaign_id, run_id, work_dir, resume=resume
+        database, blobs, GridFleet(grid, run_id), campaign_id, run_id, work_dir, resume=resume
     )
     try:
         version_id = campaign.run()

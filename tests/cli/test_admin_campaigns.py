@@ -122,6 +122,7 @@ def test_start_list_show_stop(admin_of: Run, model: str) -> None:
     shown = admin_of("campaigns", "show", campaign["id"])
     assert shown.code == 0, shown.err
     assert "uplink int8" in shown.out and "no completed rounds yet" in shown.out
+    assert "trains lora:4" in shown.out and "Secure aggregation  off" in shown.out
 
     stopped = admin_of("campaigns", "stop", campaign["id"])
     assert stopped.code == 0, stopped.err
@@ -148,7 +149,7 @@ def test_show_prints_the_rounds_and_who_was_refused(
                 Participation("cli-d1", ParticipationStatus.REJECTED, 90, 950, "norm-too-large: 9"),
                 Participation("cli-d2", ParticipationStatus.FAILED, 0, 0, "no reply in 600s"),
             ],
-            metrics={"eval_loss": 0.4321, "eval_accuracy": 0.875},
+            metrics={"eval_loss": 0.4321, "eval_accuracy": 0.875, "peak_memory_bytes": 3 << 20},
             trainable_key="a" * 64,
             strategy_state_key=None,
             checkpoint=StoredCheckpoint("b" * 64, 1234, "c" * 64, 99),
@@ -171,6 +172,7 @@ def test_show_prints_the_rounds_and_who_was_refused(
         "DROPPED": "1",
         "REJECTED": "1",
         "UPLINK": "2.9 KiB",
+        "TRAIN MEM": "3.0 MiB",
         "EVAL LOSS": "0.4321",
         "EVAL ACC": "87.50%",
     }
@@ -179,6 +181,18 @@ def test_show_prints_the_rounds_and_who_was_refused(
     (round_json,) = as_json["rounds"]
     assert round_json["rejected"] == [{"device": "cli-d1", "reason": "norm-too-large: 9"}]
     assert round_json["eval_accuracy"] == 0.875 and round_json["train_loss"] is None
+    assert round_json["peak_memory_bytes"] == 3 << 20
+
+
+def test_a_campaign_may_train_chosen_layers_instead_of_adapters(admin_of: Run, model: str) -> None:
+    started = _start(admin_of, model, "--trainable", "layers:layers.1", "--json")
+    assert started.code == 0, started.err
+    campaign = json.loads(started.out)
+    try:
+        assert campaign["settings"]["trainable"] == "layers:layers.1"
+        assert "trains layers:layers.1" in admin_of("campaigns", "show", campaign["id"]).out
+    finally:
+        admin_of("campaigns", "stop", campaign["id"])
 
 
 @pytest.mark.parametrize(
@@ -188,10 +202,13 @@ def test_show_prints_the_rounds_and_who_was_refused(
         (("--dp-noise", "nan", "--dp-clip", "1"), "'nan' is not a positive number"),
         (("--strategy", "fedsgd"), "invalid choice: 'fedsgd'"),
         (("--uplink", "zip"), "uplink: uplink must be none, int8"),
-        (("--secure-aggregation",), "secure_aggregation: not supported yet"),
+        (("--secure-aggregation",), "secure_aggregation: min_clients must be at least 2"),
         (("--cohort", "nowhere"), "cohort nowhere does not exist"),
         (("--clients-per-round", "1", "--min-clients", "2"), "--min-clients (2) cannot exceed"),
         (("--rounds", "0"), "'0' is not a whole number of at least 1"),
+        (("--trainable", "adapters"), "trainable must be lora:RANK or layers:PATTERN"),
+        (("--trainable", "lora:0"), "needs a rank of at least 1"),
+        (("--trainable", "layers:head"), "no layer of the model matches 'head'; its layers: "),
     ],
 )
 def test_bad_start_options_exit_2(

@@ -17,10 +17,12 @@ from fedota.ml.lora import (
     LoRAConfig,
     LoRALinear,
     attach_lora,
+    describe_trainable,
     frozen_linear,
     load_trainable_state,
     make_trainable,
     merge_lora,
+    parse_trainable,
     trainable_state,
 )
 from fedota.ml.quant import Int4Linear, Int8Linear, quantize_model
@@ -148,3 +150,32 @@ def test_misuse_is_refused(weak_base) -> None:
         attach_lora(model, LoRAConfig())
     with pytest.raises(ValueError):
         LoRAConfig(rank=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("lora:4", LoRAConfig(rank=4, alpha=8.0)),
+        ("lora:16", LoRAConfig(rank=16, alpha=32.0)),
+        ("layers:head", LayerSelection(("head",))),
+        ("layers:blocks.1.*, head", LayerSelection(("blocks.1.*", "head"))),
+    ],
+)
+def test_an_operators_trainable_choice_parses_and_reads_back(text, expected) -> None:  # type: ignore[no-untyped-def]
+    assert parse_trainable(text) == expected
+    assert parse_trainable(describe_trainable(expected)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lora:0", "rank of at least 1"),
+        ("lora:x", "rank of at least 1"),
+        ("layers:", "comma-separated patterns"),
+        ("layers:a,,b", "comma-separated patterns"),
+        ("adapters", "lora:RANK or layers:PATTERN"),
+    ],
+)
+def test_a_bad_trainable_choice_says_what_is_accepted(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_trainable(text)

@@ -63,7 +63,9 @@ CAMPAIGN_CASES: list[tuple[str, str, Any, grpc.StatusCode, str]] = [
         "node_wait_seconds: node_wait must be a positive number",
     ),
     _start_case(
-        lambda: _start(secure_aggregation=True), PRECONDITION, "secure_aggregation: not supported"
+        lambda: _start(secure_aggregation=True, strategy="krum"),
+        PRECONDITION,
+        "secure_aggregation: strategy krum needs every device's update",
     ),
     _start_case(lambda: _start(), PRECONDITION, NO_FEDERATION),
     ("Admin", "StartCampaign", lambda w: TRUNCATED, INVALID, "StartCampaignRequest"),

@@ -215,7 +215,7 @@ def test_show_has_the_per_round_table(federated: Federated) -> None:
         ({"min_clients": 3}, "INVALID_ARGUMENT", "min_clients: min_clients (3) cannot exceed"),
         ({"model": "digits@v9"}, "NOT_FOUND", "model version digits@v9 does not exist"),
         ({"cohort": "nowhere"}, "NOT_FOUND", "cohort nowhere does not exist"),
-        ({"secure_aggregation": True}, "FAILED_PRECONDITION", "not supported yet"),
+        ({"secure_aggregation": True}, "FAILED_PRECONDITION", "min_clients must be at least 2"),
     ],
 )
 def test_bad_options_are_refused_and_start_nothing(

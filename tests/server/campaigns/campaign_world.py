@@ -12,6 +12,7 @@ import functools
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,14 +77,33 @@ def shard(index: int) -> list[tuple[np.ndarray, int]]:
     return [(data.x_train[i], int(data.y_train[i])) for i in pick]
 
 
-def write_checkpoint(path: Path, model: torch.nn.Module, variant: str) -> str:
-    """Save the model's `variant` to `path`; its canonical content hash."""
+@dataclass(frozen=True)
+class BaseModel:
+    """A campaign's base: the model, its family name and its architecture description."""
+
+    model: torch.nn.Module
+    family: str
+    architecture: str
+    config: dict[str, Any]
+
+
+def digits_base() -> BaseModel:
+    model = base_model()
+    return BaseModel(model, FAMILY, digits.ARCHITECTURE, digits.config_of(model))
+
+
+def write_checkpoint(
+    path: Path, model: torch.nn.Module, variant: str, base: BaseModel | None = None
+) -> str:
+    """Save the model's `variant` to `path` (as `base`'s architecture, digits by default);
+    its canonical content hash."""
+    base = base or digits_base()
     built = model if variant == "fp32" else quantize_model(model, variant)  # type: ignore[arg-type]
     save_checkpoint(
         path,
         built.state_dict(),
-        architecture=digits.ARCHITECTURE,
-        config=digits.config_of(model),  # type: ignore[arg-type]
+        architecture=base.architecture,
+        config=base.config,
         variant=variant,
         packed_int4=packed_int4_shapes(built),
     )
@@ -98,7 +118,8 @@ def public_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 @dataclass
 class World:
-    """A fleet with cohorts, family `digits` with the base as v1, and devices."""
+    """A fleet with cohorts, a family (`digits` unless another base is given) with the base
+    as v1, and devices."""
 
     database: Database
     blobs: BlobStore
@@ -110,20 +131,23 @@ class World:
     keys: dict[str, ec.EllipticCurvePrivateKey] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, database: Database, blobs: BlobStore, work_dir: Path) -> World:
+    def make(
+        cls, database: Database, blobs: BlobStore, work_dir: Path, base: BaseModel | None = None
+    ) -> World:
+        base = base or digits_base()
         world = cls(database, blobs, work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
         path = work_dir / "base.safetensors"
-        content = write_checkpoint(path, base_model(), "fp32")
+        content = write_checkpoint(path, base.model, "fp32", base)
         with path.open("rb") as handle:
             blob = blobs.put_file(handle)
         with database.transaction() as session:
             fleet = Fleet(id=new_id("flt"), name=DEFAULT_FLEET)
             family = ModelFamily(
                 id=new_id("fam"),
-                name=FAMILY,
-                architecture=digits.ARCHITECTURE,
-                architecture_config=digits.config_of(base_model()),
+                name=base.family,
+                architecture=base.architecture,
+                architecture_config=base.config,
             )
             session.add_all([fleet, family])
             session.flush()
@@ -133,7 +157,7 @@ class World:
                 number=1,
                 content_sha256=content,
                 source=VersionSource.IMPORT,
-                parameter_count=sum(p.numel() for p in base_model().parameters()),
+                parameter_count=sum(p.numel() for p in base.model.parameters()),
             )
             session.add(version)
             session.flush()
@@ -191,23 +215,38 @@ def prepare_device(state_dir: Path, index: int, variant: str = "int8", version: 
     add_examples(state_dir, shard(index))
 
 
-def install_model(state_dir: Path, variant: str = "int8", version: int = 1) -> None:
+def install_model(
+    state_dir: Path, variant: str = "int8", version: int = 1, base: BaseModel | None = None
+) -> None:
+    """`base`'s `variant` (the digits base by default) in the device's active slot."""
+    base = base or digits_base()
     slots = SlotStore(state_dir)
     with slots.lock():
         path = slots.begin_install()
         path.parent.mkdir(parents=True, exist_ok=True)
-        content = write_checkpoint(path, base_model(), variant)
-        slots.commit_install(ArtifactTarget(FAMILY, version, variant, content))
+        content = write_checkpoint(path, base.model, variant, base)
+        slots.commit_install(ArtifactTarget(base.family, version, variant, content))
         slots.switch()
         slots.confirm()
 
 
 def add_examples(state_dir: Path, examples: list[tuple[np.ndarray, int]]) -> None:
+    add_stored(
+        state_dir,
+        [
+            Example(label=str(label), features=tuple(float(v) for v in pixels))
+            for pixels, label in examples
+        ],
+    )
+
+
+def add_stored(state_dir: Path, examples: list[Example]) -> None:
+    """Examples into the device's store, as the daemon's local API adds them."""
     with ExampleStore(
         state_dir / "examples.db",
         max_bytes=64 << 20,
         max_age=dt.timedelta(days=30),
         desensitizer=Desensitizer([]),
     ) as store:
-        for pixels, label in examples:
-            store.add(Example(label=str(label), features=tuple(float(v) for v in pixels)))
+        for example in examples:
+            store.add(example)

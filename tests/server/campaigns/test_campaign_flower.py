@@ -13,16 +13,15 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from campaign_world import World, held_out_accuracy, prepare_device
-from flower_support import FAST, make_ca, start_superlink, tasks_of, wait_state
+from campaign_world import held_out_accuracy
+from flower_support import tasks_of
+from flower_world import DeviceSetup, FlowerWorld, flower_world
 from sqlalchemy import select
 
-from fedota.client.federation import FederationState, SuperNode, SuperNodeSettings
-from fedota.client.keys import private_key_pem
+from fedota.client.federation import FederationState, SuperNode
 from fedota.flower_process import Launch, process_tree
 from fedota.ml.finetune import FinetuneConfig
 from fedota.ml.lora import LoRAConfig
@@ -31,19 +30,14 @@ from fedota.server.aggregation import TrainingSettings
 from fedota.server.campaigns import (
     CampaignRunner,
     CampaignSpec,
-    CoordinatorLink,
     RunnerSettings,
     create_campaign,
     get_campaign,
-    lease_dir,
     resume_point,
 )
 from fedota.server.campaigns.views import CampaignView
 from fedota.server.campaigns.weights import load_base_model
-from fedota.server.federation import KeyReconciler, SuperLink, accepted_device_keys, fedota_app
-from fedota.storage.db import Database
-from fedota.storage.local_blobs import LocalBlobStore
-from fedota.storage.migrate import upgrade
+from fedota.server.federation import SuperLink
 from fedota.storage.models import DeviceState, ModelArtifact, ModelVersion, Variant
 
 pytestmark = pytest.mark.e2e
@@ -68,80 +62,26 @@ class HostileSuperNode(SuperNode):
         return dataclasses.replace(launch, env={**launch.env, "PYTHONPATH": path})
 
 
-@dataclass
-class Federation:
-    data_dir: Path
-    superlink: SuperLink
-    world: World
-    link_path: Path
-    nodes: dict[str, SuperNode]
-    reconciler: KeyReconciler
-
-    def runner(self) -> CampaignRunner:
-        return CampaignRunner(
-            self.world.database,
-            self.superlink.control,
-            fedota_app(),
-            self.link_path,
-            lease_dir(self.data_dir),
-            self.data_dir / "campaigns" / "logs",
-            RUNNER,
-            superlink_restarts=lambda: self.superlink.state.restarts,
-        )
-
-    def create(self, spec: CampaignSpec) -> str:
-        return create_campaign(
-            self.world.database,
-            name="digits-tune",
-            base_version_id=self.world.base_version_id,
-            spec=spec,
-            actor=audit.Actor.system(),
-        )
-
-
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    data_dir = tmp_path_factory.mktemp("coordinator")
-    url = f"sqlite:///{data_dir / 'coordinator.sqlite3'}"
-    upgrade(url)
-    database = Database(url)
-    blobs = LocalBlobStore(data_dir / "blobs")
-    world = World.make(database, blobs, data_dir / "work")
-    world.add_cohort("a")
-    world.add_cohort("b")
-    link_path = CoordinatorLink(
-        url, str(blobs.root), str(data_dir / "work"), str(lease_dir(data_dir)), 1.0
-    ).write(data_dir)
-    superlink = start_superlink(data_dir, make_ca(data_dir))
-    nodes: dict[str, SuperNode] = {}
-    try:
-        for index, name in enumerate((*HONEST, "h0")):
-            key = world.add_device(name, "b" if name == "h0" else "a")
-            state_dir = tmp_path_factory.mktemp(name)
-            prepare_device(state_dir, index)
-            kind = HostileSuperNode if name == "h0" else SuperNode
-            nodes[name] = kind(
-                state_dir,
-                private_key_pem(key),
-                superlink.ca_path,
-                SuperNodeSettings(superlink.dial_address, refused_retry=2.0, restart=FAST),
-            )
-        reconciler = KeyReconciler(superlink.control, lambda: accepted_device_keys(database))
-        assert len(reconciler.run_once().registered) == 5
-        for node in nodes.values():
-            node.start()
-        for node in nodes.values():
-            wait_state(node, FederationState.RUNNING, 60)
-        yield Federation(data_dir, superlink, world, link_path, nodes, reconciler)
-    finally:
-        for node in nodes.values():
-            node.stop()
-        superlink.stop()
-        database.dispose()
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowerWorld]:
+    devices = [DeviceSetup(name, "a") for name in HONEST]
+    devices.append(DeviceSetup("h0", "b", HostileSuperNode))
+    with flower_world(tmp_path_factory, ["a", "b"], devices) as world:
+        yield world
+
+
+def _create(federation: FlowerWorld, spec: CampaignSpec) -> str:
+    return create_campaign(
+        federation.world.database,
+        name="digits-tune",
+        base_version_id=federation.world.base_version_id,
+        spec=spec,
+        actor=audit.Actor.system(),
+    )
 
 
 def _wait_until_finished(
-    federation: Federation, runner: CampaignRunner, campaign_id: str, timeout: float
+    federation: FlowerWorld, runner: CampaignRunner, campaign_id: str, timeout: float
 ) -> CampaignView:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -157,7 +97,17 @@ def _wait_until_finished(
     )
 
 
-def _accuracy(federation: Federation, version_id: str, work: Path) -> float:
+def _drained_log(
+    federation: FlowerWorld, runner: CampaignRunner, campaign_id: str, timeout: float = 60.0
+) -> str:
+    """The campaign's run log once the runner has copied its last lines (the run finished)."""
+    deadline = time.monotonic() + timeout
+    while campaign_id in runner.poll_once() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return (federation.data_dir / "campaigns" / "logs" / f"{campaign_id}.log").read_text()
+
+
+def _accuracy(federation: FlowerWorld, version_id: str, work: Path) -> float:
     with federation.world.database.session() as session:
         blob = session.scalars(
             select(ModelArtifact.blob_sha256).where(
@@ -173,7 +123,7 @@ def _train_tasks(node: SuperNode, run_id: int) -> int:
 
 @pytest.mark.timeout(240)
 def test_a_three_round_campaign_of_four_devices_beats_the_base(
-    federation: Federation, tmp_path: Path
+    federation: FlowerWorld, tmp_path: Path
 ) -> None:
     cohort = federation.world.cohorts["a"]
     spec = CampaignSpec(
@@ -184,8 +134,8 @@ def test_a_three_round_campaign_of_four_devices_beats_the_base(
         evaluate="final",
         settings=SETTINGS,
     )
-    campaign_id = federation.create(spec)
-    runner = federation.runner()
+    campaign_id = _create(federation, spec)
+    runner = federation.runner(RUNNER)
     run_id = runner.start_campaign(campaign_id)
     view = _wait_until_finished(federation, runner, campaign_id, 200)
 
@@ -207,19 +157,18 @@ def test_a_three_round_campaign_of_four_devices_beats_the_base(
     for name in HONEST:
         assert _train_tasks(federation.nodes[name], run_id) == 3
     assert _train_tasks(federation.nodes["h0"], run_id) == 0  # another cohort
-    log = (federation.data_dir / "campaigns" / "logs" / f"{campaign_id}.log").read_text()
-    assert f"campaign {campaign_id} completed" in log
+    assert f"campaign {campaign_id} completed" in _drained_log(federation, runner, campaign_id)
 
 
 @pytest.mark.timeout(240)
 def test_bad_updates_are_rejected_and_a_revoked_device_gets_no_more_work(
-    federation: Federation,
+    federation: FlowerWorld,
 ) -> None:
     spec = CampaignSpec(
         rounds=2, clients_per_round=5, min_clients=2, evaluate="none", settings=SETTINGS
     )
-    campaign_id = federation.create(spec)
-    runner = federation.runner()
+    campaign_id = _create(federation, spec)
+    runner = federation.runner(RUNNER)
     run_id = runner.start_campaign(campaign_id)
     revoked = federation.nodes["d3"]
     deadline = time.monotonic() + 120
@@ -257,7 +206,7 @@ def _serverapp_pids(superlink: SuperLink) -> list[int]:
 
 @pytest.mark.timeout(300)
 def test_kill9_of_the_serverapp_keeps_completed_rounds_and_the_campaign_resumes(
-    federation: Federation,
+    federation: FlowerWorld,
 ) -> None:
     spec = CampaignSpec(
         rounds=2,
@@ -268,8 +217,8 @@ def test_kill9_of_the_serverapp_keeps_completed_rounds_and_the_campaign_resumes(
         settings=SETTINGS,
     )
     database = federation.world.database
-    campaign_id = federation.create(spec)
-    first_runner = federation.runner()
+    campaign_id = _create(federation, spec)
+    first_runner = federation.runner(RUNNER)
     first_run = first_runner.start_campaign(campaign_id)
     deadline = time.monotonic() + 120
     while resume_point(database, campaign_id).completed < 1:
@@ -284,7 +233,7 @@ def test_kill9_of_the_serverapp_keeps_completed_rounds_and_the_campaign_resumes(
     assert kept and kept[0].number == 1
 
     # A new coordinator's runner finds the campaign, sees the ServerApp silent, resumes it.
-    runner = federation.runner()
+    runner = federation.runner(RUNNER)
     assert runner.recover() == [campaign_id]
     view = _wait_until_finished(federation, runner, campaign_id, 240)
     assert view.state == "completed", view.error

@@ -22,6 +22,7 @@ from fedota.server.campaigns import (
     create_campaign,
     get_campaign,
     judge,
+    store,
 )
 from fedota.server.campaigns.lease import Lease, LeaseState
 from fedota.server.campaigns.link import CAMPAIGN_KEY, RESUME_KEY
@@ -94,6 +95,7 @@ class FakeControl:
     started: list[dict[str, Any]] = field(default_factory=list)
     stopped: list[int] = field(default_factory=list)
     down: bool = False
+    late_logs: dict[int, str] = field(default_factory=dict)  # lines a run logs after its first
     ids: Any = field(default_factory=lambda: itertools.count(2**63 + 5))
 
     def __call__(self) -> FakeControl:
@@ -123,7 +125,9 @@ class FakeControl:
         self.runs[run_id] = RunStatus(run_id, "finished", "stopped", "")
 
     def run_logs(self, run_id: int, after: float, wait: float) -> RunLogs:
-        return RunLogs(f"log of {run_id}\n" if after == 0 else "", after + 1, False)
+        if after == 0:
+            return RunLogs(f"log of {run_id}\n", after + 1, False)
+        return RunLogs(self.late_logs.pop(run_id, ""), after + 1, False)
 
 
 @pytest.fixture
@@ -227,3 +231,51 @@ def test_stop_cancels_the_campaign_and_its_run(setup, world: World) -> None:  # 
     view = get_campaign(world.database, campaign_id)
     assert (view.state, view.error) == ("cancelled", "stopped by an operator")
     assert not runner.stop_campaign(campaign_id, audit.Actor.system())
+
+
+def test_an_ended_campaigns_last_log_lines_are_kept_until_its_run_finishes(setup) -> None:  # type: ignore[no-untyped-def]
+    control, _clock, make, campaign_id, tmp_path = setup
+    runner = make()
+    run_id = runner.start_campaign(campaign_id)
+    runner.poll_once()
+    # The ServerApp ends the campaign itself (here: it fails it) and logs on a little longer.
+    store.fail_campaign(runner._database, campaign_id, "the loss diverged", run_id=run_id)
+    runner.poll_once()
+    assert runner.following() == set()  # no longer judged...
+    control.late_logs[run_id] = f"campaign {campaign_id} completed\n"  # ...but still logging
+    runner.poll_once()
+    log_file = tmp_path / "logs" / f"{campaign_id}.log"
+    assert log_file.read_text().endswith(f"campaign {campaign_id} completed\n")
+    assert control.stopped == []
+    control.runs[run_id] = RunStatus(run_id, "finished", "completed", "")
+    control.late_logs[run_id] = "the ServerApp exits\n"
+    runner.poll_once()  # the status says finished before the last read: nothing after it
+    assert log_file.read_text().endswith("the ServerApp exits\n")
+    assert runner.poll_once() == {}
+
+
+def test_a_run_that_never_finishes_is_drained_for_a_bounded_time(setup) -> None:  # type: ignore[no-untyped-def]
+    _control, clock, make, campaign_id, _tmp = setup
+    runner = make()
+    run_id = runner.start_campaign(campaign_id)
+    store.fail_campaign(runner._database, campaign_id, "the loss diverged", run_id=run_id)
+    runner.poll_once()
+    assert campaign_id in runner.poll_once()
+    clock[0] += SETTINGS.drain_timeout + 1
+    runner.poll_once()
+    assert runner.poll_once() == {}
+
+
+def test_a_restarted_coordinator_goes_on_with_the_log_where_the_last_one_stopped(setup) -> None:  # type: ignore[no-untyped-def]
+    control, _clock, make, campaign_id, tmp_path = setup
+    run_id = make().start_campaign(campaign_id)
+    first = make()
+    first.recover()
+    first.poll_once()
+    control.late_logs[run_id] = "round 1 stored\n"
+    first.poll_once()
+    second = make()  # the coordinator restarted; the SuperLink kept the run
+    second.recover()
+    assert second.poll_once()[campaign_id].action is Action.WAIT
+    log_file = tmp_path / "logs" / f"{campaign_id}.log"
+    assert log_file.read_text() == f"log of {run_id}\nround 1 stored\n"
