@@ -157,7 +157,10 @@ def _death(
 class _Followed:
     run_id: int
     since: float
-    recovering: bool
+    # Started by a coordinator that stopped: however it dies, even long after this one found
+    # its ServerApp alive (it may outlive its SuperLink for a while and fail on the new one),
+    # the restart may be the cause, so it is resumed while resumes remain.
+    inherited: bool
     restarts_at_start: int
     log_after: float = 0.0
     ended_at: float | None = None  # when the campaign ended; its log is drained since
@@ -326,15 +329,11 @@ class CampaignRunner:
             lease,
             followed_for,
             self.settings,
-            recovering=entry.recovering,
+            recovering=entry.inherited,
             resumes=resumes,
             superlink_restarted=self._restarts() != entry.restarts_at_start,
         )
         if decision.action is Action.WAIT:
-            renewed = lease is not None and lease.run_id == entry.run_id
-            if entry.recovering and renewed and lease.age + 1.0 < followed_for:  # type: ignore[union-attr]
-                # The ServerApp renewed its lease since this runner found it: alive, adopted.
-                entry.recovering = False
             return decision
         if decision.stop_run:
             self._stop_run(entry.run_id)

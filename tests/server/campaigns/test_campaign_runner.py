@@ -213,6 +213,32 @@ def test_recovery_resumes_a_dead_run_once_then_fails(setup) -> None:  # type: ig
     assert get_campaign(runner._database, campaign_id).state == "failed"
 
 
+def test_an_inherited_run_found_alive_is_still_resumed_when_it_fails(setup) -> None:  # type: ignore[no-untyped-def]
+    """A ServerApp can outlive its killed coordinator's SuperLink for a while, renewing its
+    lease, and then fail on the restarted one: the restart caused it, so the campaign goes on."""
+    control, clock, make, campaign_id, tmp_path = setup
+    inherited = make().start_campaign(campaign_id)
+    runner = make()  # a new coordinator
+    lease = Lease(tmp_path / "leases", campaign_id, inherited, interval=3600)
+    lease.start()
+    try:
+        assert runner.recover() == [campaign_id]
+        assert runner.poll_once()[campaign_id].action is Action.WAIT  # alive, so followed
+        clock[0] += 10.0
+        assert runner.poll_once()[campaign_id].action is Action.WAIT
+        control.runs[inherited] = RunStatus(inherited, "finished", "failed", "unknown error")
+        decision = runner.poll_once()[campaign_id]
+    finally:
+        lease.stop()
+    assert decision.action is Action.RESUME and "unknown error" in decision.reason
+    resumed = max(control.runs)
+    assert resumed != inherited and control.started[-1][RESUME_KEY] is True
+    # A run this coordinator started is its own: its failure fails the campaign.
+    control.runs[resumed] = RunStatus(resumed, "finished", "failed", "ServerApp exited with 1")
+    assert runner.poll_once()[campaign_id].action is Action.FAIL
+    assert get_campaign(runner._database, campaign_id).state == "failed"
+
+
 def test_an_unreachable_superlink_changes_nothing(setup) -> None:  # type: ignore[no-untyped-def]
     control, _clock, make, campaign_id, _tmp = setup
     runner = make()
