@@ -50,9 +50,12 @@ STATES = 4
 RATE_CAP = 127  # the encoder's rate tables cover zigzagged indices up to this
 _RATE_CONTEXTS = 2 * (CONTEXT_CAP + 1)
 _TRELLIS_CHUNK = 4096  # elements after which the encoder commits its best path so far
+# Rows the trellis searches at once: its inner loop runs over them, in SIMD registers.
+LANES = 16
+_CANDIDATE_BLOCK = 128  # columns whose choices are worked out before the search runs over them
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def dependent_level(k: int, state: int) -> int:
     """The level (in steps, from the prediction) of index k in `state`: 2k under Q0 (states 0
     and 1), 2k - sign(k) under Q1 (states 2 and 3)."""
@@ -228,24 +231,22 @@ def quantize(
     return OK, error, k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _rate(bits: np.ndarray, ctx: int, symbol: int) -> float:
     """Estimated bits of a zigzagged index under its context: the table's, and beyond
     RATE_CAP an eighth of a bit more per symbol (escapes are rare: a rough slope will do)."""
     return bits[ctx, min(symbol, RATE_CAP)] + 0.125 * max(symbol - RATE_CAP, 0)
 
 
-@numba.njit(cache=True)
-def _local(
-    x: float, level: int, oriented: int, bits: np.ndarray, ctx: int, pull: float, weight: float
-) -> float:
+@numba.njit(cache=True, inline="always")
+def _cost(x: float, level: int, rate: float, pull: float, weight: float) -> float:
     """An index's own cost: squared miss (in steps^2; the level's reconstruction pulled
-    `pull` steps toward the prediction) plus `weight` times its estimated bits."""
+    `pull` steps toward the prediction) plus `weight` times its estimated bits `rate`."""
     miss = x - (level - pull * ((level > 0) - (level < 0)))
-    return miss * miss + weight * _rate(bits, ctx, _symbol(oriented))
+    return miss * miss + weight * rate
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _parities(
     low: int, at_low: float, at_high: float, at_zero: float
 ) -> tuple[int, float, int, float]:
@@ -260,13 +261,13 @@ def _parities(
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _arrive(first: float, first_index: int, second: float, second_index: int) -> tuple[float, int]:
     """The cheaper of two ways into a state: (its cost, its index); the first on ties."""
     return min(first, second), second_index if second < first else first_index
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _odd_floor(x: float) -> int:
     """Q1's index of the largest level at or below x (levels 2k - sign(k): ..., -3, -1, 0, 1,
     3, ...)."""
@@ -279,11 +280,142 @@ def _cheapest(c0: float, c1: float, c2: float, c3: float) -> int:
     return (0 if c0 <= c1 else 1) if min(c0, c1) <= min(c2, c3) else (2 if c2 <= c3 else 3)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _symbol(index: int) -> int:
     """The zigzag of a signed index, as a signed integer (numba's uint64 mixes with int64 into
     floats)."""
     return 2 * index if index >= 0 else -2 * index - 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _prepare_lane(
+    base: np.ndarray,
+    target: np.ndarray,
+    product: np.ndarray | None,
+    ratio: float,
+    inverse: np.float32,
+    first: int,
+    lane: int,
+    xs: np.ndarray,
+    signs: np.ndarray,
+    ctxs: np.ndarray,
+    ps: np.ndarray,
+    flips: np.ndarray,
+) -> None:
+    """One row's trellis inputs into column `lane` of the (cols, LANES) buffers: each
+    element's distance from its prediction in steps (x), orientation, rate context, prediction
+    and its rounding side."""
+    for j in range(xs.shape[0]):
+        if product is None:
+            p, flip = 0, False
+        else:
+            p, flip = predicted(product[first + j], ratio)
+        x = (target[first + j] - base[first + j]) * inverse - np.float32(p)
+        xs[j, lane] = np.float64(min(max(x, -_CLIP), _CLIP))
+        signs[j, lane] = orientation(p, flip)
+        ctxs[j, lane] = context(p, flip, 0, CONTEXT_CAP)
+        ps[j, lane] = p
+        flips[j, lane] = flip
+
+
+@numba.njit(cache=True, nogil=True)
+def _candidates(
+    xs: np.ndarray,
+    signs: np.ndarray,
+    ctxs: np.ndarray,
+    lanes: int,
+    first: int,
+    last: int,
+    bits: np.ndarray,
+    pull: float,
+    weight_of_rate: float,
+    lows: np.ndarray,
+    rates: np.ndarray,
+    indices: np.ndarray,
+    costs: np.ndarray,
+) -> None:
+    """Each element's choices, which do not depend on the path: per quantizer (Q0, Q1) its
+    cheapest even and odd index among the levels either side of x and zero, and their own
+    costs, into `indices[column - first, c, lane]` and `costs[...]` (c: Q0 even, Q0 odd, Q1
+    even, Q1 odd). `lows` and `rates` are scratch of the same shape (rates with a fifth row
+    for zero).
+
+    Three loops, so that the two without table lookups run in SIMD registers (a gather from
+    `bits` stops the compiler: it cannot tell the table from the outputs); every choice is a
+    select, not a branch: they are coin flips to a branch predictor."""
+    for j in range(first, last):
+        at = j - first
+        for lane in range(lanes):
+            x = xs[j, lane]
+            lows[at, 0, lane] = np.int64(np.floor(x * 0.5))
+            lows[at, 2, lane] = _odd_floor(x)
+    for j in range(first, last):
+        at = j - first
+        for lane in range(lanes):
+            sign = signs[j, lane]
+            ctx = ctxs[j, lane]
+            q0 = lows[at, 0, lane]
+            q1 = lows[at, 2, lane]
+            rates[at, 0, lane] = _rate(bits, ctx, _symbol(sign * q0))
+            rates[at, 1, lane] = _rate(bits, ctx, _symbol(sign * (q0 + 1)))
+            rates[at, 2, lane] = _rate(bits, ctx, _symbol(sign * q1))
+            rates[at, 3, lane] = _rate(bits, ctx, _symbol(sign * (q1 + 1)))
+            rates[at, 4, lane] = _rate(bits, ctx, 0)
+    for j in range(first, last):
+        at = j - first
+        for lane in range(lanes):
+            x = xs[j, lane]
+            at_zero = _cost(x, 0, rates[at, 4, lane], pull, weight_of_rate)
+            low = lows[at, 0, lane]
+            e0, ce0, o0, co0 = _parities(
+                low,
+                _cost(x, 2 * low, rates[at, 0, lane], pull, weight_of_rate),
+                _cost(x, 2 * low + 2, rates[at, 1, lane], pull, weight_of_rate),
+                at_zero,
+            )
+            low = lows[at, 2, lane]
+            e1, ce1, o1, co1 = _parities(
+                low,
+                _cost(x, dependent_level(low, 2), rates[at, 2, lane], pull, weight_of_rate),
+                _cost(x, dependent_level(low + 1, 2), rates[at, 3, lane], pull, weight_of_rate),
+                at_zero,
+            )
+            indices[at, 0, lane], costs[at, 0, lane] = e0, ce0
+            indices[at, 1, lane], costs[at, 1, lane] = o0, co0
+            indices[at, 2, lane], costs[at, 2, lane] = e1, ce1
+            indices[at, 3, lane], costs[at, 3, lane] = o1, co1
+
+
+@numba.njit(cache=True, nogil=True)
+def _forward(
+    lanes: int,
+    first: int,
+    last: int,
+    indices: np.ndarray,
+    costs: np.ndarray,
+    cost: np.ndarray,
+    chosen: np.ndarray,
+    offset: int,
+) -> None:
+    """The Viterbi search's forward pass over columns first..last (their `_candidates` at
+    0..) of `lanes` rows at once: `cost[state, lane]` holds each path's cost coming in and
+    going out, `chosen[offset + column - first, state, lane]` the index by which the best path
+    reached each state. Loads and stores only: the compiler runs the lanes in SIMD registers,
+    and the rows' chains of comparisons overlap."""
+    for j in range(last - first):
+        at = offset + j
+        for lane in range(lanes):
+            c0, c1, c2, c3 = cost[0, lane], cost[1, lane], cost[2, lane], cost[3, lane]
+            e0, ce0 = indices[j, 0, lane], costs[j, 0, lane]
+            o0, co0 = indices[j, 1, lane], costs[j, 1, lane]
+            e1, ce1 = indices[j, 2, lane], costs[j, 2, lane]
+            o1, co1 = indices[j, 3, lane], costs[j, 3, lane]
+            # From states 0/1 (Q0) an even index leads to 0/2, an odd one to 2/0; from states
+            # 2/3 (Q1) an even one to 1/3, an odd one to 3/1.
+            cost[0, lane], chosen[at, 0, lane] = _arrive(c0 + ce0, e0, c1 + co0, o0)
+            cost[2, lane], chosen[at, 2, lane] = _arrive(c0 + co0, o0, c1 + ce0, e0)
+            cost[1, lane], chosen[at, 1, lane] = _arrive(c2 + ce1, e1, c3 + co1, o1)
+            cost[3, lane], chosen[at, 3, lane] = _arrive(c2 + co1, o1, c3 + ce1, e1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -314,109 +446,122 @@ def quantize_dependent(
     path so far is committed. Symbols are the zigzag of the oriented index (as codec 6's);
     `hist` (optional, float64 like `bits`) gets each coded index's row weight at its
     context and min(symbol, RATE_CAP). Same outputs, shortcuts and statuses as `quantize`.
+
+    Rows are searched LANES at a time (each row's path is its own; the result is the same as
+    one row at a time, see tests/delta/test_codec_quant_tcq.py).
     """
     rows = base.size // cols
     unit = step / np.float32(OFFSET_UNIT)
     inverse = np.float32(1) / step
     pull = offset / OFFSET_UNIT
-    k = cursor
     still = still_energy(step)
     chunk = min(cols, _TRELLIS_CHUNK)
-    chosen = np.empty((chunk, STATES), dtype=np.int32)
+    xs = np.empty((cols, LANES))
+    signs = np.empty((cols, LANES), dtype=np.int64)
+    ctxs = np.empty((cols, LANES), dtype=np.int64)
+    ps = np.empty((cols, LANES), dtype=np.int64)
+    flips = np.empty((cols, LANES), dtype=np.bool_)
+    chosen = np.empty((chunk, STATES, LANES), dtype=np.int32)
+    cost = np.empty((STATES, LANES))
+    indices = np.empty((_CANDIDATE_BLOCK, STATES, LANES), dtype=np.int32)
+    costs = np.empty((_CANDIDATE_BLOCK, STATES, LANES))
+    lows = np.empty((_CANDIDATE_BLOCK, STATES, LANES), dtype=np.int64)
+    rates = np.empty((_CANDIDATE_BLOCK, STATES + 1, LANES))
     path = np.empty(chunk, dtype=np.int64)
-    for row in range(rows):
-        weight = 1.0 if row_weight is None else row_weight[row]
-        if product is None and energy is not None and energy[row] < still:
-            if released is not None:
-                released[row * cols : row * cols + cols] = base[row * cols : row * cols + cols]
-            if live is not None:
-                live[row] = False
-            error += weight * energy[row]
-            continue
-        row_error = 0.0
-        start = k
-        moved = False
-        state = 0
-        for first in range(row * cols, row * cols + cols, chunk):
-            last = min(first + chunk, row * cols + cols)
-            # The best cost of a path ending in each state (only `state` at the start).
-            c0 = 0.0 if state == 0 else np.inf
-            c1 = 0.0 if state == 1 else np.inf
-            c2 = 0.0 if state == 2 else np.inf
-            c3 = 0.0 if state == 3 else np.inf
-            for j in range(first, last):
-                if product is None:
-                    p, flip = 0, False
-                else:
-                    p, flip = predicted(product[j], ratio)
-                x = min(max((target[j] - base[j]) * inverse - np.float32(p), -_CLIP), _CLIP)
-                x = np.float64(x)
-                sign = orientation(p, flip)
-                ctx = context(p, flip, 0, CONTEXT_CAP)
-                # Each quantizer's candidates: the indices of the levels either side of x,
-                # and zero; its cheapest even and odd index (every choice below is a select,
-                # not a branch: the trellis's comparisons are coin flips to a predictor).
-                low = np.int64(np.floor(x * 0.5))
-                e0, ce0, o0, co0 = _parities(
-                    low,
-                    _local(x, 2 * low, sign * low, bits, ctx, pull, weight_of_rate),
-                    _local(x, 2 * low + 2, sign * (low + 1), bits, ctx, pull, weight_of_rate),
-                    _local(x, 0, 0, bits, ctx, pull, weight_of_rate),
-                )
-                low = _odd_floor(x)
-                e1, ce1, o1, co1 = _parities(
-                    low,
-                    _local(x, dependent_level(low, 2), sign * low, bits, ctx, pull, weight_of_rate),
-                    _local(
-                        x, dependent_level(low + 1, 2), sign * (low + 1), bits, ctx, pull,
-                        weight_of_rate,
-                    ),
-                    _local(x, 0, 0, bits, ctx, pull, weight_of_rate),
+    group = np.empty(LANES, dtype=np.int64)  # the rows searched together
+    state = np.zeros(LANES, dtype=np.int64)
+    row_error = np.zeros(LANES)
+    moved = np.zeros(LANES, dtype=np.bool_)
+    k = cursor
+    row = 0
+    while row < rows:
+        # The next group: up to LANES rows that need a search, and the still rows among them.
+        lanes = 0
+        until = row
+        while until < rows and lanes < LANES:
+            if not (product is None and energy is not None and energy[until] < still):
+                group[lanes] = until
+                _prepare_lane(
+                    base, target, product, ratio, inverse, until * cols, lanes, xs, signs,
+                    ctxs, ps, flips,
                 )  # fmt: skip
-                # From states 0/1 (Q0) an even index leads to 0/2, an odd one to 2/0; from
-                # states 2/3 (Q1) an even one to 1/3, an odd one to 3/1.
-                at = j - first
-                n0, chosen[at, 0] = _arrive(c0 + ce0, e0, c1 + co0, o0)
-                n2, chosen[at, 2] = _arrive(c0 + co0, o0, c1 + ce0, e0)
-                n1, chosen[at, 1] = _arrive(c2 + ce1, e1, c3 + co1, o1)
-                n3, chosen[at, 3] = _arrive(c2 + co1, o1, c3 + ce1, e1)
-                c0, c1, c2, c3 = n0, n1, n2, n3
-            end = _cheapest(c0, c1, c2, c3)
-            for j in range(last - 1, first - 1, -1):
-                path[j - first] = chosen[j - first, end]
-                end = previous_state(end, path[j - first])
-            for j in range(first, last):
-                if product is None:
-                    p, flip = 0, False
-                else:
-                    p, flip = predicted(product[j], ratio)
-                index = path[j - first]
-                r = dependent_level(index, state)
-                state = next_state(state, index)
-                q = p + r
-                if abs(q) >= MAX_LEVEL:
-                    return LEVEL, error, k
-                value = release_value(base[j], scaled_level(q, r, offset), unit)
-                if (value != 0) & (abs(value) < _SMALLEST_NORMAL):
-                    return SUBNORMAL, error, k
+                lanes += 1
+            until += 1
+        slots = k
+        state[:lanes] = 0
+        row_error[:lanes] = 0.0
+        moved[:lanes] = False
+        for first in range(0, cols, chunk):
+            last = min(first + chunk, cols)
+            for lane in range(lanes):
+                for s in range(STATES):
+                    cost[s, lane] = 0.0 if s == state[lane] else np.inf
+            for block in range(first, last, _CANDIDATE_BLOCK):
+                until_column = min(block + _CANDIDATE_BLOCK, last)
+                _candidates(
+                    xs, signs, ctxs, lanes, block, until_column, bits, pull, weight_of_rate,
+                    lows, rates, indices, costs,
+                )  # fmt: skip
+                _forward(lanes, block, until_column, indices, costs, cost, chosen, block - first)
+            for lane in range(lanes):
+                end = _cheapest(cost[0, lane], cost[1, lane], cost[2, lane], cost[3, lane])
+                for j in range(last - 1, first - 1, -1):
+                    path[j - first] = chosen[j - first, end, lane]
+                    end = previous_state(end, path[j - first])
+                origin = group[lane] * cols
+                weight = 1.0 if row_weight is None else row_weight[group[lane]]
+                # Each searched row's symbols go to its own slot for now (compacted below).
+                slot = slots + lane * cols
+                s = state[lane]
+                for j in range(first, last):
+                    p, flip = ps[j, lane], flips[j, lane]
+                    index = path[j - first]
+                    r = dependent_level(index, s)
+                    s = next_state(s, index)
+                    q = p + r
+                    if abs(q) >= MAX_LEVEL:
+                        return LEVEL, error, k
+                    value = release_value(base[origin + j], scaled_level(q, r, offset), unit)
+                    if (value != 0) & (abs(value) < _SMALLEST_NORMAL):
+                        return SUBNORMAL, error, k
+                    if released is not None:
+                        released[origin + j] = value
+                    diff = np.float64(value) - np.float64(target[origin + j])
+                    row_error[lane] += diff * diff
+                    moved[lane] |= index != 0
+                    symbol = _symbol(orientation(p, flip) * index)
+                    if hist is not None:
+                        hist[context(p, flip, 0, CONTEXT_CAP), min(symbol, RATE_CAP)] += weight
+                    if symbols is not None:
+                        symbols[slot + j] = np.uint32(symbol)
+                        if contexts is not None:
+                            contexts[slot + j] = context(p, flip, 0, WIDEST_CAP)
+                state[lane] = s
+        # In row order: the still rows' energy, the searched rows' error, and their symbols
+        # moved down to the cursor unless the row stayed put.
+        lane = 0
+        for r in range(row, until):
+            weight = 1.0 if row_weight is None else row_weight[r]
+            if lane < lanes and group[lane] == r:
+                error += weight * row_error[lane]
+                if live is not None:
+                    live[r] = moved[lane]
+                if symbols is not None and (moved[lane] or live is None):
+                    source = slots + lane * cols
+                    if source != k:  # always forward: k trails the slots
+                        for j in range(cols):
+                            symbols[k + j] = symbols[source + j]
+                            if contexts is not None:
+                                contexts[k + j] = contexts[source + j]
+                    k += cols
+                lane += 1
+            elif energy is not None:  # a still row (only they are not searched)
                 if released is not None:
-                    released[j] = value
-                diff = np.float64(value) - np.float64(target[j])
-                row_error += diff * diff
-                moved |= index != 0
-                symbol = _symbol(orientation(p, flip) * index)
-                if hist is not None:
-                    hist[context(p, flip, 0, CONTEXT_CAP), min(symbol, RATE_CAP)] += weight
-                if symbols is not None:
-                    symbols[k] = np.uint32(symbol)
-                    if contexts is not None:
-                        contexts[k] = context(p, flip, 0, WIDEST_CAP)
-                    k += 1
-        error += weight * row_error
-        if live is not None:
-            live[row] = moved
-            if not moved:
-                k = start
+                    released[r * cols : r * cols + cols] = base[r * cols : r * cols + cols]
+                if live is not None:
+                    live[r] = False
+                error += weight * energy[r]
+        row = until
     return OK, error, k
 
 

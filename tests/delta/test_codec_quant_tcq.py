@@ -275,3 +275,69 @@ def test_rate_table_prefers_what_was_counted() -> None:
     assert table[0, 0] < table[0, 3] < table[0, 1]
     assert table[5, 2] < table[5, 0]  # its own counts outweigh the overall shape
     assert math.isclose(float(np.exp2(-table[0]).sum()), 1.0, rel_tol=1e-9)
+
+
+def _trellis(
+    base: np.ndarray,
+    target: np.ndarray,
+    cols: int,
+    product: np.ndarray | None,
+    energy: np.ndarray | None,
+    error: float = 0.0,
+) -> tuple[int, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rows = base.size // cols
+    step = np.float32(2e-3)
+    bits = quant_search.rate_table(
+        np.random.default_rng(1).uniform(1, 50, (2 * (kernels.CONTEXT_CAP + 1), 128))
+    )
+    released = np.empty_like(base)
+    symbols = np.empty(base.size, dtype=np.uint32)
+    contexts = np.empty(base.size, dtype=np.uint8) if product is not None else None
+    live = np.empty(rows, dtype=bool)
+    hist = np.zeros_like(bits)
+    weight = np.linspace(1.0, 3.0, rows)
+    status, error, used = kernels.quantize_dependent(
+        base, target, cols, product, 0.75 if product is not None else 0.0, step, 2, bits, 0.05,
+        weight, released, symbols, 0, live, energy, error, contexts, hist,
+    )  # fmt: skip
+    assert status == kernels.OK
+    coded = symbols[:used] if contexts is None else np.stack([symbols[:used], contexts[:used]])
+    return used, error, released, coded, live, hist, weight
+
+
+@pytest.mark.parametrize("predicted", [False, True])
+@pytest.mark.parametrize("cols", [37, 5000])
+def test_rows_searched_together_are_rows_searched_alone(predicted: bool, cols: int) -> None:
+    """The trellis searches LANES rows at once; row by row it finds the same paths, symbols,
+    errors and counts, with still rows and rows that quantize to zeros among them."""
+    rng = np.random.default_rng(cols)
+    rows = 2 * kernels.LANES + 5 if cols < 1000 else kernels.LANES + 3
+    base = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)
+    change = rng.normal(0, 2e-3, (rows, cols)) * rng.uniform(0, 2, (rows, 1))
+    change[3] = 0.0  # a row that stays put
+    change[rows - 2] *= 1e-3  # one whose change rounds to zeros
+    target = (base + change).astype(np.float32)
+    product = rng.normal(0, 1.5, (rows, cols)).astype(np.float32) if predicted else None
+    energy = np.sum((target.astype(np.float64) - base) ** 2, axis=1)
+    together = _trellis(
+        base.ravel(), target.ravel(), cols, None if product is None else product.ravel(), energy
+    )
+    used, error, released, coded, live, hist, _ = together
+    assert live.any() and (predicted or not live.all())
+    error_alone, symbols_alone, hist_alone = 0.0, [], np.zeros_like(hist)
+    for row in range(rows):
+        one = _trellis(
+            base[row], target[row], cols, None if product is None else product[row],
+            energy[row : row + 1],
+        )  # fmt: skip
+        # _trellis weighs its one row 1.0; the group call weighs row r by weight[r].
+        weight = together[6][row]
+        assert np.array_equal(one[2].view(np.uint32), released.reshape(rows, cols)[row].view(np.uint32))
+        assert bool(one[4][0]) == bool(live[row])
+        error_alone += weight * one[1]
+        hist_alone += weight * one[5]
+        symbols_alone.append(one[3])
+    assert used == sum(s.shape[-1] for s in symbols_alone)
+    assert np.array_equal(coded, np.concatenate(symbols_alone, axis=-1))
+    assert error == pytest.approx(error_alone, rel=1e-12)
+    np.testing.assert_allclose(hist, hist_alone, rtol=1e-12)
