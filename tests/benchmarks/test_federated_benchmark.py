@@ -5,19 +5,17 @@ determinism, and the memory child. No timing thresholds."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from bench_support import benchmark_module
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 TARGETS = (
     "fedavg_match_points",
     "compressed_uplink_fraction",
@@ -31,20 +29,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[ModuleType]:
-    """benchmarks/federated.py as a module (it imports `_common` and `_federated_*` beside it)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(
-        "fedota_bench_federated", BENCHMARKS / "federated.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("federated.py") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-        sys.path.remove(str(BENCHMARKS))
 
 
 @pytest.fixture(scope="module")

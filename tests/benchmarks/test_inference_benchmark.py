@@ -15,8 +15,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from bench_support import benchmark_module
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 TARGETS = (
     "digits_int8_accuracy_retention",
     "digits_int4_accuracy_retention",
@@ -38,20 +38,8 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[ModuleType]:
-    """benchmarks/inference.py as a module (it imports `_common` and `_inference_*` beside it)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(
-        "fedota_bench_inference", BENCHMARKS / "inference.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("inference.py") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-        sys.path.remove(str(BENCHMARKS))
 
 
 @pytest.fixture(scope="module")
