@@ -136,3 +136,21 @@ def decode_or_format_error(codec: Codec, base: Tensor, payload: bytes) -> None:
     except PatchFormatError:
         return
     assert result.dtype == "F32" and result.shape == base.shape
+
+
+def mutation(payload: bytes, data: st.DataObject) -> bytes:
+    """`payload` with one to four bytes overwritten at positions hypothesis draws."""
+    mutated = bytearray(payload)
+    for _ in range(data.draw(st.integers(1, 4))):
+        mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
+    return bytes(mutated)
+
+
+def assert_truncations_refused(codec: Codec, base: Tensor, payload: bytes) -> None:
+    """Every prefix of an F32 payload (about a hundred, evenly spread) is a PatchFormatError."""
+    for cut in range(0, len(payload), max(1, len(payload) // 97)):
+        try:
+            codec.decode(base, "F32", base.shape, payload[:cut])
+        except PatchFormatError:
+            continue
+        raise AssertionError(f"{codec.name} decoded a payload cut to {cut} of {len(payload)} bytes")

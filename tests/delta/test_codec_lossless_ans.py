@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from delta_helpers import changed, decode_or_format_error, same_bits, tensors
+from delta_helpers import changed, decode_or_format_error, mutation, same_bits, tensors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -155,11 +155,7 @@ def test_mutated_payloads_raise_only_patch_format_error(
     sample: tuple[Tensor, bytes], data: st.DataObject
 ) -> None:
     base, payload = sample
-    mutated = bytearray(payload)
-    for _ in range(data.draw(st.integers(1, 4))):
-        index = data.draw(st.integers(0, len(mutated) - 1))
-        mutated[index] = data.draw(st.integers(0, 255))
-    decode_or_format_error(CODEC, base, bytes(mutated))
+    decode_or_format_error(CODEC, base, mutation(payload, data))
 
 
 @settings(max_examples=200, deadline=None)

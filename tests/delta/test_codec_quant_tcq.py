@@ -10,7 +10,13 @@ import math
 
 import numpy as np
 import pytest
-from delta_helpers import as_dtype, decode_or_format_error, same_bits
+from delta_helpers import (
+    as_dtype,
+    assert_truncations_refused,
+    decode_or_format_error,
+    mutation,
+    same_bits,
+)
 from delta_helpers import low_rank_fine_tune as fine_tune
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -250,9 +256,7 @@ def test_an_unknown_quantizer_is_refused(sample: tuple[Tensor, bytes], value: in
 
 def test_truncated_payloads_raise_patch_format_error(sample: tuple[Tensor, bytes]) -> None:
     base, payload = sample
-    for cut in range(0, len(payload), max(1, len(payload) // 97)):
-        with pytest.raises(PatchFormatError):
-            TCQ.decode(base, "F32", base.shape, payload[:cut])
+    assert_truncations_refused(TCQ, base, payload)
 
 
 @settings(max_examples=200, deadline=None)
@@ -261,10 +265,7 @@ def test_mutated_payloads_raise_only_patch_format_error(
     sample: tuple[Tensor, bytes], data: st.DataObject
 ) -> None:
     base, payload = sample
-    mutated = bytearray(payload)
-    for _ in range(data.draw(st.integers(1, 4))):
-        mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
-    decode_or_format_error(TCQ, base, bytes(mutated))
+    decode_or_format_error(TCQ, base, mutation(payload, data))
 
 
 def test_rate_table_prefers_what_was_counted() -> None:
@@ -332,7 +333,9 @@ def test_rows_searched_together_are_rows_searched_alone(predicted: bool, cols: i
         )  # fmt: skip
         # _trellis weighs its one row 1.0; the group call weighs row r by weight[r].
         weight = together[6][row]
-        assert np.array_equal(one[2].view(np.uint32), released.reshape(rows, cols)[row].view(np.uint32))
+        assert np.array_equal(
+            one[2].view(np.uint32), released.reshape(rows, cols)[row].view(np.uint32)
+        )
         assert bool(one[4][0]) == bool(live[row])
         error_alone += weight * one[1]
         hist_alone += weight * one[5]
