@@ -50,6 +50,14 @@ def register(groups: Any) -> None:
         "--dp-noise", type=_positive, metavar="SIGMA", help="client-side DP: noise multiplier"
     )
     start.add_argument(
+        "--max-update-norm",
+        type=_positive,
+        metavar="N",
+        help="reject updates whose L2 norm exceeds N; with --secure-aggregation devices clip "
+        "to it (default: no bound; with DP the one its clip and noise imply; with secure "
+        "aggregation alone 10)",
+    )
+    start.add_argument(
         "--secure-aggregation",
         action="store_true",
         help="Flower's SecAgg+: the coordinator learns only the mean of each round's updates "
@@ -132,6 +140,7 @@ def start_request(args: argparse.Namespace) -> campaigns_pb2.StartCampaignReques
         local_epochs=args.local_epochs,
         dp_clip=args.dp_clip or 0.0,
         dp_noise=args.dp_noise or 0.0,
+        max_update_norm=args.max_update_norm or 0.0,
         secure_aggregation=args.secure_aggregation,
         uplink=args.uplink,
         trainable=args.trainable,

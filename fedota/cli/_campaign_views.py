@@ -42,6 +42,7 @@ def settings_json(settings: campaigns_pb2.CampaignSettings) -> dict[str, Any]:
         "local_epochs": settings.local_epochs,
         "dp_clip": settings.dp_clip or None,
         "dp_noise": settings.dp_noise or None,
+        "max_update_norm": settings.max_update_norm or None,
         "uplink": settings.uplink,
         "trainable": settings.trainable or None,
         "secure_aggregation": settings.secure_aggregation,
@@ -151,6 +152,11 @@ def campaign_fields(campaign: campaigns_pb2.Campaign, now: dt.datetime) -> dict[
         "Cohort": settings.cohort or "whole fleet",
         "Training": _training(settings),
         "Privacy": _privacy(campaign),
+        "Update bound": (
+            f"update norm at most {settings.max_update_norm:g}"
+            if settings.max_update_norm
+            else "none set"
+        ),
         "Secure aggregation": "on (SecAgg+)" if settings.secure_aggregation else "off",
         "Result": campaign.final_version or "-",
         "Flower run": str(campaign.flower_run_id) if campaign.flower_run_id else "-",

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65\x64ota/v1/campaigns.proto\x12\tfedota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x02\n\x10\x43\x61mpaignSettings\x12\x0e\n\x06rounds\x18\x01 \x01(\r\x12\x19\n\x11\x63lients_per_round\x18\x02 \x01(\r\x12\x13\n\x0bmin_clients\x18\x03 \x01(\r\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x0e\n\x06\x63ohort\x18\x05 \x01(\t\x12\x14\n\x0clocal_epochs\x18\x06 \x01(\r\x12\x0f\n\x07\x64p_clip\x18\x07 \x01(\x01\x12\x10\n\x08\x64p_noise\x18\x08 \x01(\x01\x12\x1a\n\x12secure_aggregation\x18\t \x01(\x08\x12\x0e\n\x06uplink\x18\n \x01(\t\x12\x10\n\x08\x65valuate\x18\x0b \x01(\t\x12\x1d\n\x15round_timeout_seconds\x18\x0c \x01(\x01\x12\x19\n\x11node_wait_seconds\x18\r \x01(\x01\x12\x11\n\ttrainable\x18\x0e \x01(\t\"b\n\x14StartCampaignRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.fedota.v1.CampaignSettings\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x16\n\x14ListCampaignsRequest\"?\n\x15ListCampaignsResponse\x12&\n\tcampaigns\x18\x01 \x03(\x0b\x32\x13.fedota.v1.Campaign\"\x19\n\x0b\x43\x61mpaignRef\x12\n\n\x02id\x18\x01 \x01(\t\"1\n\x0cRoundRefusal\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xb0\x03\n\rCampaignRound\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08selected\x18\x03 \x01(\r\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x04 \x01(\r\x12)\n\x08rejected\x18\x05 \x03(\x0b\x32\x17.fedota.v1.RoundRefusal\x12(\n\x07\x64ropped\x18\x06 \x03(\x0b\x32\x17.fedota.v1.RoundRefusal\x12\x14\n\x0cuplink_bytes\x18\x07 \x01(\x04\x12\x16\n\teval_loss\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\reval_accuracy\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x17\n\ntrain_loss\x18\n \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0etrain_accuracy\x18\x0b \x01(\x01H\x03\x88\x01\x01\x12\x0f\n\x07version\x18\x0c \x01(\t\x12\x1e\n\x11peak_memory_bytes\x18\r \x01(\x04H\x04\x88\x01\x01\x42\x0c\n\n_eval_lossB\x10\n\x0e_eval_accuracyB\r\n\x0b_train_lossB\x11\n\x0f_train_accuracyB\x14\n\x12_peak_memory_bytes\"Y\n\x0f\x43\x61mpaignPrivacy\x12\x0c\n\x04\x63lip\x18\x01 \x01(\x01\x12\x18\n\x10noise_multiplier\x18\x02 \x01(\x01\x12\x0f\n\x07\x65psilon\x18\x03 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01\"\xc2\x03\n\x08\x43\x61mpaign\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x13\n\x0brounds_done\x18\x06 \x01(\r\x12\x14\n\x0crounds_total\x18\x07 \x01(\r\x12-\n\x08settings\x18\x08 \x01(\x0b\x32\x1b.fedota.v1.CampaignSettings\x12\x15\n\rfinal_version\x18\t \x01(\t\x12+\n\x07privacy\x18\n \x01(\x0b\x32\x1a.fedota.v1.CampaignPrivacy\x12\x15\n\rflower_run_id\x18\x0b \x01(\x04\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06rounds\x18\x0f \x03(\x0b\x32\x18.fedota.v1.CampaignRoundb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65\x64ota/v1/campaigns.proto\x12\tfedota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n\x10\x43\x61mpaignSettings\x12\x0e\n\x06rounds\x18\x01 \x01(\r\x12\x19\n\x11\x63lients_per_round\x18\x02 \x01(\r\x12\x13\n\x0bmin_clients\x18\x03 \x01(\r\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x0e\n\x06\x63ohort\x18\x05 \x01(\t\x12\x14\n\x0clocal_epochs\x18\x06 \x01(\r\x12\x0f\n\x07\x64p_clip\x18\x07 \x01(\x01\x12\x10\n\x08\x64p_noise\x18\x08 \x01(\x01\x12\x1a\n\x12secure_aggregation\x18\t \x01(\x08\x12\x0e\n\x06uplink\x18\n \x01(\t\x12\x10\n\x08\x65valuate\x18\x0b \x01(\t\x12\x1d\n\x15round_timeout_seconds\x18\x0c \x01(\x01\x12\x19\n\x11node_wait_seconds\x18\r \x01(\x01\x12\x11\n\ttrainable\x18\x0e \x01(\t\x12\x17\n\x0fmax_update_norm\x18\x0f \x01(\x01\"b\n\x14StartCampaignRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.fedota.v1.CampaignSettings\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x16\n\x14ListCampaignsRequest\"?\n\x15ListCampaignsResponse\x12&\n\tcampaigns\x18\x01 \x03(\x0b\x32\x13.fedota.v1.Campaign\"\x19\n\x0b\x43\x61mpaignRef\x12\n\n\x02id\x18\x01 \x01(\t\"1\n\x0cRoundRefusal\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xb0\x03\n\rCampaignRound\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08selected\x18\x03 \x01(\r\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x04 \x01(\r\x12)\n\x08rejected\x18\x05 \x03(\x0b\x32\x17.fedota.v1.RoundRefusal\x12(\n\x07\x64ropped\x18\x06 \x03(\x0b\x32\x17.fedota.v1.RoundRefusal\x12\x14\n\x0cuplink_bytes\x18\x07 \x01(\x04\x12\x16\n\teval_loss\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\reval_accuracy\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x17\n\ntrain_loss\x18\n \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0etrain_accuracy\x18\x0b \x01(\x01H\x03\x88\x01\x01\x12\x0f\n\x07version\x18\x0c \x01(\t\x12\x1e\n\x11peak_memory_bytes\x18\r \x01(\x04H\x04\x88\x01\x01\x42\x0c\n\n_eval_lossB\x10\n\x0e_eval_accuracyB\r\n\x0b_train_lossB\x11\n\x0f_train_accuracyB\x14\n\x12_peak_memory_bytes\"Y\n\x0f\x43\x61mpaignPrivacy\x12\x0c\n\x04\x63lip\x18\x01 \x01(\x01\x12\x18\n\x10noise_multiplier\x18\x02 \x01(\x01\x12\x0f\n\x07\x65psilon\x18\x03 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01\"\xc2\x03\n\x08\x43\x61mpaign\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x13\n\x0brounds_done\x18\x06 \x01(\r\x12\x14\n\x0crounds_total\x18\x07 \x01(\r\x12-\n\x08settings\x18\x08 \x01(\x0b\x32\x1b.fedota.v1.CampaignSettings\x12\x15\n\rfinal_version\x18\t \x01(\t\x12+\n\x07privacy\x18\n \x01(\x0b\x32\x1a.fedota.v1.CampaignPrivacy\x12\x15\n\rflower_run_id\x18\x0b \x01(\x04\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06rounds\x18\x0f \x03(\x0b\x32\x18.fedota.v1.CampaignRoundb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedota.v1.campaigns_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CAMPAIGNSETTINGS']._serialized_start=74
-  _globals['_CAMPAIGNSETTINGS']._serialized_end=386
-  _globals['_STARTCAMPAIGNREQUEST']._serialized_start=388
-  _globals['_STARTCAMPAIGNREQUEST']._serialized_end=486
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=488
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=510
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=512
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=575
-  _globals['_CAMPAIGNREF']._serialized_start=577
-  _globals['_CAMPAIGNREF']._serialized_end=602
-  _globals['_ROUNDREFUSAL']._serialized_start=604
-  _globals['_ROUNDREFUSAL']._serialized_end=653
-  _globals['_CAMPAIGNROUND']._serialized_start=656
-  _globals['_CAMPAIGNROUND']._serialized_end=1088
-  _globals['_CAMPAIGNPRIVACY']._serialized_start=1090
-  _globals['_CAMPAIGNPRIVACY']._serialized_end=1179
-  _globals['_CAMPAIGN']._serialized_start=1182
-  _globals['_CAMPAIGN']._serialized_end=1632
+  _globals['_CAMPAIGNSETTINGS']._serialized_end=411
+  _globals['_STARTCAMPAIGNREQUEST']._serialized_start=413
+  _globals['_STARTCAMPAIGNREQUEST']._serialized_end=511
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=513
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=535
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=537
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=600
+  _globals['_CAMPAIGNREF']._serialized_start=602
+  _globals['_CAMPAIGNREF']._serialized_end=627
+  _globals['_ROUNDREFUSAL']._serialized_start=629
+  _globals['_ROUNDREFUSAL']._serialized_end=678
+  _globals['_CAMPAIGNROUND']._serialized_start=681
+  _globals['_CAMPAIGNROUND']._serialized_end=1113
+  _globals['_CAMPAIGNPRIVACY']._serialized_start=1115
+  _globals['_CAMPAIGNPRIVACY']._serialized_end=1204
+  _globals['_CAMPAIGN']._serialized_start=1207
+  _globals['_CAMPAIGN']._serialized_end=1657
 # @@protoc_insertion_point(module_scope)

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CampaignSettings(_message.Message):
-    __slots__ = ("rounds", "clients_per_round", "min_clients", "strategy", "cohort", "local_epochs", "dp_clip", "dp_noise", "secure_aggregation", "uplink", "evaluate", "round_timeout_seconds", "node_wait_seconds", "trainable")
+    __slots__ = ("rounds", "clients_per_round", "min_clients", "strategy", "cohort", "local_epochs", "dp_clip", "dp_noise", "secure_aggregation", "uplink", "evaluate", "round_timeout_seconds", "node_wait_seconds", "trainable", "max_update_norm")
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     CLIENTS_PER_ROUND_FIELD_NUMBER: _ClassVar[int]
     MIN_CLIENTS_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class CampaignSettings(_message.Message):
     ROUND_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     NODE_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TRAINABLE_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPDATE_NORM_FIELD_NUMBER: _ClassVar[int]
     rounds: int
     clients_per_round: int
     min_clients: int
@@ -39,7 +40,8 @@ class CampaignSettings(_message.Message):
     round_timeout_seconds: float
     node_wait_seconds: float
     trainable: str
-    def __init__(self, rounds: _Optional[int] = ..., clients_per_round: _Optional[int] = ..., min_clients: _Optional[int] = ..., strategy: _Optional[str] = ..., cohort: _Optional[str] = ..., local_epochs: _Optional[int] = ..., dp_clip: _Optional[float] = ..., dp_noise: _Optional[float] = ..., secure_aggregation: _Optional[bool] = ..., uplink: _Optional[str] = ..., evaluate: _Optional[str] = ..., round_timeout_seconds: _Optional[float] = ..., node_wait_seconds: _Optional[float] = ..., trainable: _Optional[str] = ...) -> None: ...
+    max_update_norm: float
+    def __init__(self, rounds: _Optional[int] = ..., clients_per_round: _Optional[int] = ..., min_clients: _Optional[int] = ..., strategy: _Optional[str] = ..., cohort: _Optional[str] = ..., local_epochs: _Optional[int] = ..., dp_clip: _Optional[float] = ..., dp_noise: _Optional[float] = ..., secure_aggregation: _Optional[bool] = ..., uplink: _Optional[str] = ..., evaluate: _Optional[str] = ..., round_timeout_seconds: _Optional[float] = ..., node_wait_seconds: _Optional[float] = ..., trainable: _Optional[str] = ..., max_update_norm: _Optional[float] = ...) -> None: ...
 
 class StartCampaignRequest(_message.Message):
     __slots__ = ("model", "settings", "name")

@@ -6,6 +6,7 @@ message = campaign_message(get_campaign(db, campaign_id))
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fedota.ml.finetune import FinetuneConfig
@@ -33,6 +34,8 @@ def request_spec(settings: campaigns_pb2.CampaignSettings, cohort_id: str | None
         settings.dp_clip, settings.dp_noise
     ) < 0:
         raise InvalidArgument("dp_clip", "dp_clip and dp_noise must both be positive, or both 0")
+    if not (settings.max_update_norm >= 0 and math.isfinite(settings.max_update_norm)):
+        raise InvalidArgument("max_update_norm", "must be a positive number, or 0 for no bound")
     for name in ("rounds", "clients_per_round", "min_clients"):
         if getattr(settings, name) < 1:
             raise InvalidArgument(name, "must be a positive integer")
@@ -59,6 +62,7 @@ def request_spec(settings: campaigns_pb2.CampaignSettings, cohort_id: str | None
             trainable=trainable,
             uplink=settings.uplink or "none",
             dp=dp,
+            max_update_norm=settings.max_update_norm or None,
         )
     except ValueError as exc:
         raise InvalidArgument("uplink", str(exc)) from None
@@ -147,6 +151,7 @@ def _settings_message(spec: CampaignSpec, cohort: str) -> campaigns_pb2.Campaign
         node_wait_seconds=spec.node_wait,
         secure_aggregation=spec.secure_aggregation,
         trainable=describe_trainable(training.trainable),
+        max_update_norm=training.max_update_norm or 0.0,
     )
 
 

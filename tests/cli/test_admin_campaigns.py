@@ -195,11 +195,24 @@ def test_a_campaign_may_train_chosen_layers_instead_of_adapters(admin_of: Run, m
         admin_of("campaigns", "stop", campaign["id"])
 
 
+def test_a_campaign_may_bound_the_update_norm(admin_of: Run, model: str) -> None:
+    started = _start(admin_of, model, "--max-update-norm", "2.5", "--json")
+    assert started.code == 0, started.err
+    campaign = json.loads(started.out)
+    try:
+        assert campaign["settings"]["max_update_norm"] == 2.5
+        assert "update norm at most 2.5" in admin_of("campaigns", "show", campaign["id"]).out
+    finally:
+        admin_of("campaigns", "stop", campaign["id"])
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (("--dp-clip", "1.0"), "--dp-clip and --dp-noise go together"),
         (("--dp-noise", "nan", "--dp-clip", "1"), "'nan' is not a positive number"),
+        (("--max-update-norm", "0"), "'0' is not a positive number"),
+        (("--max-update-norm", "-3"), "'-3' is not a positive number"),
         (("--strategy", "fedsgd"), "invalid choice: 'fedsgd'"),
         (("--uplink", "zip"), "uplink: uplink must be none, int8"),
         (("--secure-aggregation",), "secure_aggregation: min_clients must be at least 2"),

@@ -53,6 +53,12 @@ CAMPAIGN_CASES: list[tuple[str, str, Any, grpc.StatusCode, str]] = [
     ),
     _start_case(lambda: _start(evaluate="always"), INVALID, "evaluate: evaluate must be one of"),
     _start_case(
+        lambda: _start(max_update_norm=-1.0), INVALID, "max_update_norm: must be a positive"
+    ),
+    _start_case(
+        lambda: _start(max_update_norm=float("inf")), INVALID, "max_update_norm: must be a"
+    ),
+    _start_case(
         lambda: _start(round_timeout_seconds=float("nan")),
         INVALID,
         "round_timeout_seconds: round_timeout must be a positive number",

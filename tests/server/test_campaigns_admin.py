@@ -138,7 +138,10 @@ def test_the_coordinator_file_names_this_coordinator(federated: Federated) -> No
 def test_start_list_show_and_stop(federated: Federated) -> None:
     admin, coordinator = federated.admin, federated.coordinator
 
-    started = _start(admin, cohort="lab", uplink="int8", local_epochs=2, dp_clip=1.0, dp_noise=0.8)
+    started = _start(
+        admin, cohort="lab", uplink="int8", local_epochs=2, dp_clip=1.0, dp_noise=0.8,
+        max_update_norm=40.0,
+    )  # fmt: skip
 
     assert started.state == "running" and started.flower_run_id
     assert (started.model, started.name, started.rounds_total) == (
@@ -149,6 +152,7 @@ def test_start_list_show_and_stop(federated: Federated) -> None:
     assert started.settings.cohort == "lab" and started.settings.uplink == "int8"
     assert started.settings.local_epochs == 2 and started.settings.evaluate == "every-round"
     assert (started.privacy.clip, started.privacy.noise_multiplier) == (1.0, 0.8)
+    assert started.settings.max_update_norm == 40.0
     assert started.privacy.epsilon == 0.0 and started.privacy.delta == 1e-5
     assert not _run_status(coordinator, started.flower_run_id).startswith("finished")
     assert coordinator.federation is not None
