@@ -206,14 +206,18 @@ def test_stop_cancels_a_download_in_flight(ota: Fleet, models: Models, tmp_path:
     state = tmp_path / "state"
     daemon = _daemon(ota, state, None)
 
+    def on_disk() -> list[int]:
+        return [part.stat().st_size for part in (state / "update" / "downloads").glob("*.part")]
+
     with running_daemon(daemon) as run:
         wait_for(held.reached.is_set, 60, "the download to be in flight")
+        # The coordinator sent the first chunk; stop once the device has it (it flushes each).
+        wait_for(lambda: on_disk() == [CHUNK], 60, "the first chunk on disk")
         daemon.stop()
         run.thread.join(10)
         # Ended while the coordinator still holds the stream open: the call was cancelled.
         assert not run.thread.is_alive() and not held.release.is_set()
         assert not run.error
 
-    parts = list((state / "update" / "downloads").glob("*.part"))
-    assert [part.stat().st_size for part in parts] == [CHUNK]  # kept to resume from
+    assert on_disk() == [CHUNK]  # kept to resume from
     assert SlotStore(state).active() is None
