@@ -16,8 +16,7 @@ from fedota.client.inference.generation import GenerationDriver, TokenStream
 
 pytestmark = pytest.mark.timeout(60)
 REQUEST = GenerationParams(b"Once upon", max_new_tokens=4)
-# Long enough that the first of three callers cannot finish before the third is admitted (the
-# driver then counts three finished sequences whose callers it waits for).
+# Long enough that the three first sequences finish in the same few steps.
 LONG = GenerationParams(b"Once upon", max_new_tokens=64)
 
 
@@ -48,9 +47,11 @@ def _drain(stream: TokenStream) -> bytes:
             return text
 
 
-def _submit_in_background(driver: GenerationDriver, streams: list[TokenStream]) -> threading.Thread:
+def _submit_in_background(
+    driver: GenerationDriver, streams: list[TokenStream], params: GenerationParams = REQUEST
+) -> threading.Thread:
     # submit() waits for the driver thread's answer, which a waiting driver gives late.
-    thread = threading.Thread(target=lambda: streams.append(driver.submit(REQUEST, 30)))
+    thread = threading.Thread(target=lambda: streams.append(driver.submit(params, 30)))
     thread.start()
     return thread
 
@@ -59,7 +60,17 @@ def test_returning_callers_are_admitted_together(model: ReferenceModel) -> None:
     expected, _ = model.generate_alone(REQUEST)
     expected_long, _ = model.generate_alone(LONG)
     with _driver(model, admit_wait=30.0) as driver:  # long: only their arrival ends the wait
-        first = [driver.submit(LONG, 10) for _ in range(3)]
+        # Three sequences that run together: the engine's first step is held until the second
+        # and third are queued behind the first, so all three are in flight at once.
+        model.step_gate.close()
+        first: list[TokenStream] = []
+        starters = [_submit_in_background(driver, first, LONG)]
+        wait_for(lambda: model.step_gate.arrived == 1)
+        starters += [_submit_in_background(driver, first, LONG) for _ in range(2)]
+        wait_for(lambda: driver.queued == 2)
+        model.step_gate.open()
+        for thread in starters:
+            thread.join(30)
         assert [_drain(s) for s in first] == [expected_long] * 3  # the engine is idle again
         (engine,) = model.engines
         assert max(engine.batch_sizes) == 3  # the three ran together, so three callers are due
