@@ -24,7 +24,7 @@ EXIT_WITHIN = 1.5
 def spawn() -> Iterator[object]:
     processes: list[subprocess.Popen[str]] = []
 
-    def start(*argv: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    def start(*argv: str) -> tuple[subprocess.Popen[str], queue.Queue[str | None]]:
         process = subprocess.Popen(
             [sys.executable, "-m", "fedota", "device", "run", *argv],
             stdout=subprocess.PIPE,
@@ -32,10 +32,16 @@ def spawn() -> Iterator[object]:
             text=True,
         )
         processes.append(process)
-        lines: queue.Queue[str] = queue.Queue()
+        lines: queue.Queue[str | None] = queue.Queue()
         assert process.stderr is not None
         stream = process.stderr
-        threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
+
+        def read() -> None:
+            for line in stream:
+                lines.put(line)
+            lines.put(None)  # the end of its stderr
+
+        threading.Thread(target=read, daemon=True).start()
         return process, lines
 
     yield start
@@ -45,7 +51,7 @@ def spawn() -> Iterator[object]:
         process.wait(10)
 
 
-def _wait_for_line(lines: queue.Queue[str], needle: str) -> list[str]:
+def _wait_for_line(lines: queue.Queue[str | None], needle: str) -> list[str]:
     seen: list[str] = []
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
@@ -53,17 +59,22 @@ def _wait_for_line(lines: queue.Queue[str], needle: str) -> list[str]:
             line = lines.get(timeout=0.2)
         except queue.Empty:
             continue
+        if line is None:
+            pytest.fail(f"stderr ended before {needle!r}; saw {seen}")
         seen.append(line)
         if needle in line:
             return seen
     pytest.fail(f"no {needle!r} on stderr within {STARTUP_TIMEOUT} s; saw {seen}")
 
 
-def _rest(lines: queue.Queue[str]) -> str:
-    time.sleep(0.1)  # the reader thread drains what the exited process wrote
+def _rest(lines: queue.Queue[str | None]) -> str:
+    """Everything the exited process wrote to stderr after what was read, to its end."""
     rest = []
-    while not lines.empty():
-        rest.append(lines.get())
+    try:
+        while (line := lines.get(timeout=10)) is not None:
+            rest.append(line)
+    except queue.Empty:
+        pytest.fail(f"stderr did not end within 10 s of the exit; saw {rest}")
     return "".join(rest)
 
 
