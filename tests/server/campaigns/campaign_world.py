@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
 
 from fedota.client.data import Desensitizer, Example, ExampleStore
 from fedota.client.keys import generate_key
@@ -26,8 +27,12 @@ from fedota.delta import load as load_tensors
 from fedota.delta import model_hash
 from fedota.ml import digits
 from fedota.ml.checkpoint import save_checkpoint
+from fedota.ml.finetune import FinetuneConfig
+from fedota.ml.lora import LoRAConfig
 from fedota.ml.quant import packed_int4_shapes, quantize_model
+from fedota.server.aggregation import TrainingSettings
 from fedota.server.bootstrap import DEFAULT_FLEET
+from fedota.server.campaigns.weights import load_base_model
 from fedota.storage.blobs import BlobStore
 from fedota.storage.db import Database
 from fedota.storage.models import (
@@ -45,6 +50,14 @@ from fedota.storage.types import new_id
 from fedota.update_targets import ArtifactTarget
 
 FAMILY = "digits"
+# What the digits campaigns train: LoRA on the int8 base, an int8 uplink, a norm bound that a
+# hostile device's update exceeds.
+DIGITS_SETTINGS = TrainingSettings(
+    finetune=FinetuneConfig(epochs=3, learning_rate=2e-2),
+    trainable=LoRAConfig(rank=4),
+    uplink="int8",
+    max_update_norm=50.0,
+)
 SHARD_SIZE = 200
 
 
@@ -250,3 +263,14 @@ def add_stored(state_dir: Path, examples: list[Example]) -> None:
     ) as store:
         for example in examples:
             store.add(example)
+
+
+def version_model(world: World, version_id: str, tmp_path: Path) -> torch.nn.Module:
+    """The fp32 model a version of `world`'s registry stores (as the coordinator loads it)."""
+    with world.database.session() as session:
+        artifact = session.scalars(
+            select(ModelArtifact).where(
+                ModelArtifact.version_id == version_id, ModelArtifact.variant == Variant.FP32
+            )
+        ).one()
+    return load_base_model(world.blobs, artifact.blob_sha256, tmp_path).module

@@ -16,17 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from campaign_world import held_out_accuracy
+from campaign_world import DIGITS_SETTINGS, held_out_accuracy
 from flower_support import tasks_of
 from flower_world import DeviceSetup, FlowerWorld, flower_world
 from sqlalchemy import select
 
 from fedota.client.federation import FederationState, SuperNode
 from fedota.flower_process import Launch, process_tree
-from fedota.ml.finetune import FinetuneConfig
-from fedota.ml.lora import LoRAConfig
 from fedota.server import audit
-from fedota.server.aggregation import TrainingSettings
 from fedota.server.campaigns import (
     CampaignRunner,
     CampaignSpec,
@@ -44,12 +41,7 @@ pytestmark = pytest.mark.e2e
 
 HOSTILE_PATH = Path(__file__).resolve().parent / "hostile"
 HONEST = ("d0", "d1", "d2", "d3")
-SETTINGS = TrainingSettings(
-    finetune=FinetuneConfig(epochs=3, learning_rate=2e-2),
-    trainable=LoRAConfig(rank=4),
-    uplink="int8",
-    max_update_norm=50.0,
-)
+SETTINGS = DIGITS_SETTINGS
 RUNNER = RunnerSettings(poll_interval=1.0, lease_timeout=8.0, start_timeout=90.0, max_resumes=1)
 
 

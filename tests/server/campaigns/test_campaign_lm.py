@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from campaign_world import BaseModel, World, add_stored, install_model
+from campaign_world import BaseModel, World, add_stored, install_model, version_model
 from memory_fleet import MemoryFleet
-from sqlalchemy import select
 
 from fedota.client.data import Example
 from fedota.ml.finetune import FinetuneConfig
@@ -24,9 +23,7 @@ from fedota.server import audit
 from fedota.server.aggregation import TrainingSettings
 from fedota.server.campaigns import CampaignSpec, attach_run, create_campaign, get_campaign
 from fedota.server.campaigns.run import CampaignRun
-from fedota.server.campaigns.weights import load_base_model
 from fedota.storage.local_blobs import LocalBlobStore
-from fedota.storage.models import ModelArtifact, Variant
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -66,16 +63,6 @@ def lm_world(database, tmp_path: Path) -> World:  # type: ignore[no-untyped-def]
     return world
 
 
-def _model_of(world: World, version_id: str, tmp_path: Path) -> torch.nn.Module:
-    with world.database.session() as session:
-        artifact = session.scalars(
-            select(ModelArtifact).where(
-                ModelArtifact.version_id == version_id, ModelArtifact.variant == Variant.FP32
-            )
-        ).one()
-    return load_base_model(world.blobs, artifact.blob_sha256, tmp_path).module
-
-
 # The storage under a campaign is the digits campaigns' (tested on both backends); this test is
 # about the model, so one backend.
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -112,8 +99,8 @@ def test_a_language_model_campaign_lowers_perplexity_on_the_devices_text(
     # The devices' own evaluation of each aggregate improves round on round.
     assert view.rounds[1].metrics["eval_loss"] < view.rounds[0].metrics["eval_loss"]
     held_out = "\n".join(_device_text(99, 40)).encode()
-    before = perplexity(_model_of(lm_world, lm_world.base_version_id, tmp_path), held_out)
-    after = perplexity(_model_of(lm_world, final, tmp_path), held_out)
+    before = perplexity(version_model(lm_world, lm_world.base_version_id, tmp_path), held_out)
+    after = perplexity(version_model(lm_world, final, tmp_path), held_out)
     assert after < 0.85 * before, (before, after)  # 38.2 -> 28.0 here
     # The stores kept the texts desensitised: no e-mail address reached training.
     for state in devices.values():

@@ -6,14 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from campaign_world import World, held_out_accuracy, prepare_device
+from campaign_world import DIGITS_SETTINGS, World, held_out_accuracy, prepare_device, version_model
 from memory_fleet import MemoryFleet, huge_update, nan_update
 from sqlalchemy import select
 
-from fedota.ml.finetune import FinetuneConfig
-from fedota.ml.lora import LoRAConfig
 from fedota.server import audit
-from fedota.server.aggregation import TrainingSettings
 from fedota.server.campaigns import (
     CampaignSpec,
     StaleRun,
@@ -23,23 +20,15 @@ from fedota.server.campaigns import (
     resume_point,
 )
 from fedota.server.campaigns.run import CampaignFailure, CampaignRun
-from fedota.server.campaigns.weights import load_base_model
 from fedota.storage.models import (
     CampaignState,
     DeviceState,
-    ModelArtifact,
     ModelVersion,
     TrainingCampaign,
-    Variant,
     VersionSource,
 )
 
-SETTINGS = TrainingSettings(
-    finetune=FinetuneConfig(epochs=3, learning_rate=2e-2),
-    trainable=LoRAConfig(rank=4),
-    uplink="int8",
-    max_update_norm=50.0,
-)
+SETTINGS = DIGITS_SETTINGS
 
 
 def _devices(world: World, tmp_path: Path, names: list[str], cohort: str = "a") -> dict[str, Path]:
@@ -69,16 +58,6 @@ def _run(world: World, fleet: MemoryFleet, campaign_id: str, run_id: int = 11, *
     ).run()
 
 
-def _version_model(world: World, version_id: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    with world.database.session() as session:
-        artifact = session.scalars(
-            select(ModelArtifact).where(
-                ModelArtifact.version_id == version_id, ModelArtifact.variant == Variant.FP32
-            )
-        ).one()
-    return load_base_model(world.blobs, artifact.blob_sha256, tmp_path).module
-
-
 @pytest.mark.timeout(120)
 def test_rounds_become_versions_with_lineage_and_beat_the_base(
     world: World, tmp_path: Path
@@ -103,8 +82,8 @@ def test_rounds_become_versions_with_lineage_and_beat_the_base(
     assert all(versions[n].campaign_id == campaign_id for n in (2, 3, 4))
     assert [versions[n].metrics["round"] for n in (2, 3, 4)] == [1.0, 2.0, 3.0]
     assert final == versions[4].id
-    before = held_out_accuracy(_version_model(world, world.base_version_id, tmp_path))
-    after = held_out_accuracy(_version_model(world, final, tmp_path))
+    before = held_out_accuracy(version_model(world, world.base_version_id, tmp_path))
+    after = held_out_accuracy(version_model(world, final, tmp_path))
     assert after >= before + 0.05, (before, after)
 
 

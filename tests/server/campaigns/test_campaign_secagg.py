@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from campaign_world import World, prepare_device
+from campaign_world import DIGITS_SETTINGS, World, prepare_device
 from flower_support import tasks_of
 from flower_world import DeviceSetup, FlowerWorld, flower_world
 from flwr.app import Context, Message, RecordDict
@@ -33,11 +33,10 @@ from memory_fleet import MemoryFleet
 from sqlalchemy import select
 
 from fedota.client.federation.client_app import local_secure_train, train
-from fedota.ml.finetune import FinetuneConfig
-from fedota.ml.lora import LoRAConfig, make_trainable, trainable_state
+from fedota.ml.lora import make_trainable, trainable_state
 from fedota.protos.v1 import campaigns_pb2
 from fedota.server import audit
-from fedota.server.aggregation import DpParams, TrainingSettings
+from fedota.server.aggregation import DpParams
 from fedota.server.campaigns import (
     CampaignSpec,
     RunnerSettings,
@@ -61,12 +60,7 @@ from fedota.storage.models import (
     Variant,
 )
 
-SETTINGS = TrainingSettings(
-    finetune=FinetuneConfig(epochs=3, learning_rate=2e-2),
-    trainable=LoRAConfig(rank=4),
-    uplink="int8",
-    max_update_norm=50.0,
-)
+SETTINGS = DIGITS_SETTINGS
 
 
 @pytest.fixture(autouse=True)
