@@ -10,8 +10,8 @@ each picked by estimating bits and errors on a sample of rows (about 2^15 elemen
   buys back error; both move the largest allowed step. A light one by default (ROUNDING),
   stronger ones (SHRINKING) where they save a good share of the bits.
 - Budget(max_error_sq=B) with `dependent` (codec 7) on a matrix with factors: the factors as
-  above, then the largest step within B under the trellis (`_dependent_plan`), whose rate
-  table is learnt on the sample.
+  above, then the step whose trellis error on the sample meets B (`_dependent_plan`), whose
+  rate table is learnt on the sample.
 - Budget(step=s): s with plain rounding (so `budget.error_at_step` is the error); factors and
   split only.
 - Factors: a hill climb over the ranks from 24, at one precision, on the estimated factor
@@ -69,6 +69,8 @@ _SHRINK_GAIN = 0.03
 RATE_WEIGHT = 0.035
 _PLAIN_WINS = 0.9  # plain rounding's estimated bits under this share of the trellis's
 _DEPENDENT_STEP = 0.57  # its step over plain rounding's at the same error (MiniLM: 0.57-0.58)
+_DEPENDENT_PASSES = 2  # sample passes that move its step (after the one that learns the table)
+_AIM = 0.996  # the share of the budget those passes aim at (see `_dependent_plan`)
 _PRIOR = 8.0  # rate_table: pseudo-counts of the overall shape in each context
 _RATE_CONTEXTS = 2 * (kernels.CONTEXT_CAP + 1)
 SPLITS = (2, 3, 4, 5, 6, 8)  # all with 2 mantissa bits in their escape tokens
@@ -492,29 +494,52 @@ def _dependent_pass(
 def _dependent_plan(
     sample: _Sample, predicted: _Predicted, plain_step: float, limit: float, dtype: str
 ) -> tuple[Plan, float] | None:
-    """Dependent quantization's step (the largest whose trellis meets `limit` on the sample),
-    its rate table and split, and its estimated bits, from plain rounding's step: a first
-    pass learns the table at the step the usual ratio predicts, the search keeps it, and the
-    pass at the step found refits it for the whole tensor."""
+    """Dependent quantization's step (where the trellis's error on the sample meets `limit`
+    times _AIM), its rate table and split, and its estimated bits, from plain rounding's
+    step: a first pass learns the table at the step the usual ratio predicts, then each of
+    `_DEPENDENT_PASSES` passes with it moves the step by the error's power law through its
+    last two points (`_power_law_step`), and the last pass refits the table for the whole
+    tensor.
+
+    No bracket is kept: the sample's error is itself an estimate of the whole tensor's (within
+    about 0.4% on MiniLM), which the pass over the whole tensor checks (`QuantAnsCodec.encode`
+    shrinks the step where it is over). Aiming 0.4% under the limit makes that second pass
+    rare. Measured on the 30-step MiniLM fine-tune against a bracketed search to 0.2%: 46%
+    fewer sample passes and 15% fewer whole-tensor passes for the same patch size (+0.005%).
+    """
     guess = plain_step * _DEPENDENT_STEP
     first = _dependent_pass(sample, predicted, guess, _first_table(), dtype)
     if first is None:
         return None
     table = rate_table(first[1])
-    passes: dict[float, tuple[float, np.ndarray, np.ndarray] | None] = {}
-
-    def error(step: float) -> float:
-        passes[step] = _dependent_pass(sample, predicted, step, table, dtype)
-        counted = passes[step]
-        return math.inf if counted is None else counted[0]
-
-    step = steps.largest_step(error, limit, guess)
-    last = passes.get(step)
-    if last is None:
+    points: list[tuple[float, float]] = []
+    step, last = guess, None
+    for _ in range(_DEPENDENT_PASSES):
+        counted = _dependent_pass(sample, predicted, step, table, dtype)
+        if counted is None or not counted[0] > 0:
+            break
+        last = counted
+        points.append((step, counted[0]))
+        step = _power_law_step(points, limit * _AIM)
+    if last is None or not steps.valid_step(step):
         return None
     table = rate_table(last[1])
     plan = Plan(step, steps.PLAIN, predicted.factors, _split(last[2]), 2, table=table)
     return plan, _estimate(last[2])
+
+
+def _power_law_step(points: list[tuple[float, float]], limit: float) -> float:
+    """The step whose error meets `limit` by the law error ~ step^p through the last two
+    (step, error) points (p = 2 from one point, or where two give no sane power)."""
+    step, error = points[-1]
+    power = 2.0
+    if len(points) > 1:
+        other, other_error = points[-2]
+        if abs(math.log(step / other)) > 1e-4 and other_error > 0:
+            fitted = math.log(error / other_error) / math.log(step / other)
+            if 1.0 <= fitted <= 4.0:
+                power = fitted
+    return step * (limit / error) ** (1 / power)
 
 
 def _may_pay(

@@ -165,6 +165,28 @@ def test_round_trips_exactly_within_budget(dtype: str, rng: np.random.Generator)
     assert encoded.error_sq == pytest.approx(error_sq(decoded, target), rel=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_step_spends_nearly_all_of_the_budget(seed: int) -> None:
+    """The step search keeps no bracket on the sample (the whole tensor's pass checks it):
+    the released error still lands just under the budget, never over."""
+    base, target = dense_fine_tune(seed)
+    budget = fp16_budget(target)
+    encoded = TCQ.encode(base, target, budget)
+    assert encoded is not None and quantizer(encoded.payload) == 1
+    assert 0.985 * budget.max_error_sq <= encoded.error_sq <= budget.max_error_sq
+
+
+@pytest.mark.parametrize("power", [1.5, 2.0, 2.6])
+def test_the_power_law_step_solves_the_law_through_two_points(power: float) -> None:
+    points = [(s, 3.0 * s**power) for s in (1e-3, 1.2e-3)]
+    step = quant_search._power_law_step(points, 3.0 * 1.1e-3**power)
+    assert step == pytest.approx(1.1e-3, rel=1e-9)
+    # One point, or two that fit no sane power: the square law.
+    assert quant_search._power_law_step([(1e-3, 3.0)], 12.0) == pytest.approx(2e-3)
+    flat = [(1e-3, 5.0), (2e-3, 5.0)]
+    assert quant_search._power_law_step(flat, 20.0) == pytest.approx(4e-3)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_smaller_than_plain_rounding_at_the_same_budget(seed: int) -> None:
     base, target = dense_fine_tune(seed)
