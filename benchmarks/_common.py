@@ -6,6 +6,7 @@ Every benchmark prints exactly one JSON object to stdout (progress goes to stder
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -61,13 +62,26 @@ def peak_rss_bytes() -> int:
 
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
+    """What the figures were measured on, with one core's SHA-256 speed as a yardstick: the
+    same code's MB/s figures differ by 20% between hosts of this kind, and scale with it."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "sha256_mb_s_per_core": sha256_speed(),
     }
+
+
+def sha256_speed(nbytes: int = 1 << 25) -> float:
+    """SHA-256 throughput of one core over `nbytes` of zeros (best of three), in MB/s."""
+    data = bytes(nbytes)
+    best = math.inf
+    for _ in range(3):
+        started = time.process_time()
+        hashlib.sha256(data).digest()
+        best = min(best, time.process_time() - started)
+    return rate(nbytes, best)
 
 
 @dataclass(frozen=True)
