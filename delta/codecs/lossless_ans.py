@@ -56,7 +56,9 @@ _MAX_CONTEXT_BITS = 4
 # (split, msb, mantissa context bits) the encoder tries: coarse classes for dense updates,
 # exact small values under mantissa contexts for decay-only rows.
 _CONFIGS = ((2, 2, 0), (4, 2, 1), (6, 2, 2), (8, 2, 3), (8, 2, 4))
-_SAMPLE = 1 << 16  # elements the configuration search looks at
+# Elements the configuration search looks at. Measured on the 30-step MiniLM fine-tune: 2^15
+# takes 5% less diff CPU than 2^16 for a 0.04% larger patch (26.83% vs 26.82% of fp32).
+_SAMPLE = 1 << 15
 _ESTIMATE_SAMPLE = 1 << 14  # elements `estimate` looks at
 _GROUP_MIN = 1 << 12  # tensors below 4x this keep one row group
 
