@@ -438,6 +438,7 @@ def quantize_dependent(
     error: float,
     contexts: np.ndarray | None,
     hist: np.ndarray | None,
+    moments: np.ndarray | None,
 ) -> tuple[int, float, int]:
     """`quantize` with dependent quantization (codec 7): per row, from state 0, the path of
     indices minimising squared error (in steps^2) + `weight_of_rate` * estimated bits
@@ -445,7 +446,11 @@ def quantize_dependent(
     Viterbi search over the four states; every `_TRELLIS_CHUNK` elements of a row the best
     path so far is committed. Symbols are the zigzag of the oriented index (as codec 6's);
     `hist` (optional, float64 like `bits`) gets each coded index's row weight at its
-    context and min(symbol, RATE_CAP). Same outputs, shortcuts and statuses as `quantize`.
+    context and min(symbol, RATE_CAP); `moments` (optional, two float64) gains the
+    row-weighted sums of m * s and s * s over the searched elements, where m is the release's
+    miss (target - released, in steps) and s the sign of its residual index, from which
+    `best_offset` finds the reconstruction offset with the least error for these indices.
+    Same outputs, shortcuts and statuses as `quantize`.
 
     Rows are searched LANES at a time (each row's path is its own; the result is the same as
     one row at a time, see tests/delta/test_codec_quant_tcq.py).
@@ -471,6 +476,7 @@ def quantize_dependent(
     group = np.empty(LANES, dtype=np.int64)  # the rows searched together
     state = np.zeros(LANES, dtype=np.int64)
     row_error = np.zeros(LANES)
+    row_moments = np.zeros((2, LANES))
     moved = np.zeros(LANES, dtype=np.bool_)
     k = cursor
     row = 0
@@ -490,6 +496,7 @@ def quantize_dependent(
         slots = k
         state[:lanes] = 0
         row_error[:lanes] = 0.0
+        row_moments[:, :lanes] = 0.0
         moved[:lanes] = False
         for first in range(0, cols, chunk):
             last = min(first + chunk, cols)
@@ -528,6 +535,10 @@ def quantize_dependent(
                         released[origin + j] = value
                     diff = np.float64(value) - np.float64(target[origin + j])
                     row_error[lane] += diff * diff
+                    if moments is not None:
+                        sign = (r > 0) - (r < 0)
+                        row_moments[0, lane] -= diff * sign
+                        row_moments[1, lane] += sign * sign
                     moved[lane] |= index != 0
                     symbol = _symbol(orientation(p, flip) * index)
                     if hist is not None:
@@ -544,6 +555,9 @@ def quantize_dependent(
             weight = 1.0 if row_weight is None else row_weight[r]
             if lane < lanes and group[lane] == r:
                 error += weight * row_error[lane]
+                if moments is not None:
+                    moments[0] += weight * row_moments[0, lane] / np.float64(step)
+                    moments[1] += weight * row_moments[1, lane]
                 if live is not None:
                     live[r] = moved[lane]
                 if symbols is not None and (moved[lane] or live is None):

@@ -5,6 +5,7 @@ budget, step budgets as codec 6's levels, and hostile payloads refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from fedota.delta import PatchFormatError, Tensor, apply, diff
 from fedota.delta.codecs import _quant_kernels as kernels
-from fedota.delta.codecs import quant_search
+from fedota.delta.codecs import quant_search, quantized
 from fedota.delta.codecs.base import Budget
 from fedota.delta.codecs.quantized import QuantCtxCodec, QuantTcqCodec
 
@@ -107,7 +108,7 @@ def test_the_trellis_finds_the_least_error_path(seed: int) -> None:
     bits = np.zeros((2 * (kernels.CONTEXT_CAP + 1), kernels.RATE_CAP + 1))
     status, _, used = kernels.quantize_dependent(
         base, target, cols, None, 0.0, step, 0, bits, 0.0, None, None, symbols, 0, None,
-        None, 0.0, None, None,
+        None, 0.0, None, None, None,
     )  # fmt: skip
     assert (status, used) == (kernels.OK, cols)
     zig = symbols.astype(np.int64)
@@ -129,7 +130,7 @@ def test_long_rows_commit_their_path_and_still_decode(rng: np.random.Generator) 
     live = np.empty(rows, dtype=bool)
     status, error, used = kernels.quantize_dependent(
         base, target, cols, None, 0.0, step, 0, bits, 0.05, None, released, symbols, 0, live,
-        None, 0.0, None, None,
+        None, 0.0, None, None, None,
     )  # fmt: skip
     assert status == kernels.OK and live.all() and used == base.size
     out = np.empty_like(base)
@@ -148,6 +149,9 @@ def test_long_rows_commit_their_path_and_still_decode(rng: np.random.Generator) 
 
 def quantizer(payload: bytes) -> int:
     return payload[1]
+
+
+OFFSET_AT = 6  # version, quantizer, step (f32), then the reconstruction offset
 
 
 @pytest.mark.parametrize("dtype", ["F32", "F16", "BF16"])
@@ -174,6 +178,110 @@ def test_the_step_spends_nearly_all_of_the_budget(seed: int) -> None:
     encoded = TCQ.encode(base, target, budget)
     assert encoded is not None and quantizer(encoded.payload) == 1
     assert 0.985 * budget.max_error_sq <= encoded.error_sq <= budget.max_error_sq
+
+
+@pytest.mark.parametrize("predicted", [False, True])
+def test_the_moments_give_the_error_at_every_offset(predicted: bool) -> None:
+    """The trellis's moments (sum m s, sum s^2, row-weighted) give the error of its indices
+    released at another offset, as the decoder releases them: the quadratic
+    step^2 (2 d sum(m s) + d^2 sum(s^2)) in the offset's change d (in steps)."""
+    rng = np.random.default_rng(7)
+    rows, cols = 2 * kernels.LANES + 3, 96
+    base = rng.normal(0, 0.05, rows * cols).astype(np.float32)
+    target = (base + rng.normal(0, 2e-3, base.size)).astype(np.float32)
+    product = rng.normal(0, 1.5, base.size).astype(np.float32) if predicted else None
+    ratio = 0.75 if predicted else 0.0
+    step, offset = np.float32(2e-3), 3
+    bits = quant_search.rate_table(np.ones((2 * (kernels.CONTEXT_CAP + 1), 128)))
+    weight = np.linspace(1.0, 3.0, rows)
+    symbols = np.empty(base.size, dtype=np.uint32)
+    live = np.empty(rows, dtype=bool)
+    moments = np.zeros(2)
+    status, error, _ = kernels.quantize_dependent(
+        base, target, cols, product, ratio, step, offset, bits, 0.05, weight, None, symbols, 0,
+        live, None, 0.0, None, None, moments,
+    )  # fmt: skip
+    assert status == kernels.OK and moments[1] > 0
+
+    def weighted_error(at: int) -> float:
+        out = np.empty_like(base)
+        status, _ = kernels.release_rows(
+            base, cols, product, ratio, step, at, live, symbols, 0, out, True, True
+        )
+        assert status == kernels.OK
+        miss = (out.astype(np.float64) - target).reshape(rows, cols)
+        return float(np.dot(np.sum(miss * miss, axis=1), weight))
+
+    assert weighted_error(offset) == pytest.approx(error, rel=1e-12)
+    for other in (0, 1, 9, 31):
+        moved = (other - offset) / kernels.OFFSET_UNIT
+        change = float(step) ** 2 * (2 * moved * moments[0] + moved * moved * moments[1])
+        assert weighted_error(other) == pytest.approx(error + change, rel=1e-5)
+
+
+def _encode_with_step_scaled(
+    monkeypatch: pytest.MonkeyPatch, factor: float, base: Tensor, target: Tensor, budget: Budget
+) -> tuple[bytes, float, list[float]]:
+    """TCQ.encode with the sample's step made `factor` times too large: (payload, error,
+    the step of each pass over the whole tensor)."""
+    plan, quantize = quant_search.plan, quantized._quantize
+    passes: list[float] = []
+
+    def too_large(*args: object, **kwargs: object) -> quant_search.Plan | None:
+        chosen = plan(*args, **kwargs)
+        return None if chosen is None else dataclasses.replace(chosen, step=chosen.step * factor)
+
+    def counted(chosen: quant_search.Plan, *args: object) -> object:
+        passes.append(chosen.step)
+        return quantize(chosen, *args)
+
+    monkeypatch.setattr(quant_search, "plan", too_large)
+    monkeypatch.setattr(quantized, "_quantize", counted)
+    encoded = TCQ.encode(base, target, budget)
+    assert encoded is not None and quantizer(encoded.payload) == 1
+    decoded = TCQ.decode(base, "F32", target.shape, encoded.payload)
+    assert same_bits(decoded, encoded.target)
+    assert encoded.error_sq == pytest.approx(error_sq(decoded, target), rel=1e-9)
+    assert encoded.error_sq <= budget.max_error_sq
+    return encoded.payload, encoded.error_sq, passes
+
+
+def test_a_pass_a_little_over_the_budget_is_pulled_under(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A whole-tensor pass over the budget by a little (the sample's estimate is off by
+    ~0.4%) is brought under by a reconstruction offset toward the prediction, with the same
+    indices: one trellis pass, no second search."""
+    base, target = dense_fine_tune(0)
+    budget = fp16_budget(target)
+    payload, error, passes = _encode_with_step_scaled(monkeypatch, 1.004, base, target, budget)
+    assert len(passes) == 1
+    assert payload[OFFSET_AT] > 0
+    assert 0.99 * budget.max_error_sq <= error <= budget.max_error_sq
+
+
+def test_a_pass_far_over_the_budget_searches_again_at_a_smaller_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where no offset brings the pass under, the step shrinks and the trellis runs again."""
+    base, target = dense_fine_tune(1)
+    budget = fp16_budget(target)
+    _, _, passes = _encode_with_step_scaled(monkeypatch, 1.3, base, target, budget)
+    assert len(passes) >= 2 and passes[1] < passes[0]
+
+
+def test_offset_under_takes_the_smallest_offset_that_meets_the_limit() -> None:
+    # At step 1, error(o) = 110 - 40 o + 4 o^2 for an offset o (in 64ths) from 0: least at 5.
+    moments = np.array([-20.0 * 64, 4.0 * 64 * 64])
+    assert quantized._offset_under(moments, 0, 1.0, 110.0, 80.0) == 1  # 74
+    assert quantized._offset_under(moments, 0, 1.0, 110.0, 30.0) == 3  # 26
+    assert quantized._offset_under(moments, 0, 1.0, 110.0, 10.5) == 5  # 10
+    assert quantized._offset_under(moments, 0, 1.0, 110.0, 9.0) is None  # under its least
+    assert quantized._offset_under(moments, 2, 1.0, 110.0, 80.0) == 3  # only larger offsets
+    # A pull that only adds error, no sign to pull, the format's last offset: none.
+    assert quantized._offset_under(np.array([5.0, 4.0]), 0, 1.0, 110.0, 109.0) is None
+    assert quantized._offset_under(np.zeros(2), 0, 1.0, 110.0, 109.0) is None
+    assert quantized._offset_under(np.array([-1e9, 1.0]), 31, 1.0, 110.0, 1.0) is None
 
 
 @pytest.mark.parametrize("power", [1.5, 2.0, 2.6])
@@ -321,7 +429,7 @@ def _trellis(
     weight = np.linspace(1.0, 3.0, rows)
     status, error, used = kernels.quantize_dependent(
         base, target, cols, product, 0.75 if product is not None else 0.0, step, 2, bits, 0.05,
-        weight, released, symbols, 0, live, energy, error, contexts, hist,
+        weight, released, symbols, 0, live, energy, error, contexts, hist, None,
     )  # fmt: skip
     assert status == kernels.OK
     coded = symbols[:used] if contexts is None else np.stack([symbols[:used], contexts[:used]])
