@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.core.compiler import CompilerBase, DefaultPassBuilder
 
 # Reconstruction offsets are in units of step / OFFSET_UNIT.
 OFFSET_UNIT = 64
@@ -287,7 +288,20 @@ def _symbol(index: int) -> int:
     return 2 * index if index >= 0 else -2 * index - 1
 
 
-@numba.njit(cache=True, nogil=True)
+class _DistinctArrays(CompilerBase):
+    """numba's nopython pipeline, with every array argument promised not to overlap another
+    (LLVM's noalias, C's restrict), for the trellis's helpers, whose arguments are the kernel's
+    own scratch buffers. Without the promise LLVM must assume a store to one array may change
+    another and keeps the loops scalar: it cannot check a gather's addresses before the loop.
+    With it, `_candidates` runs in SIMD registers (16 ns per weight to 6 on the MiniLM
+    fine-tune, AVX-512)."""
+
+    def define_pipelines(self) -> list:
+        self.state.flags.noalias = True
+        return [DefaultPassBuilder.define_nopython_pipeline(self.state)]
+
+
+@numba.njit(cache=True, nogil=True, pipeline_class=_DistinctArrays)
 def _prepare_lane(
     base: np.ndarray,
     target: np.ndarray,
@@ -318,7 +332,7 @@ def _prepare_lane(
         flips[j, lane] = flip
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, pipeline_class=_DistinctArrays)
 def _candidates(
     xs: np.ndarray,
     signs: np.ndarray,
@@ -386,7 +400,7 @@ def _candidates(
             indices[at, 3, lane], costs[at, 3, lane] = o1, co1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, pipeline_class=_DistinctArrays)
 def _forward(
     lanes: int,
     first: int,
