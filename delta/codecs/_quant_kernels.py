@@ -311,14 +311,12 @@ def _prepare_lane(
     first: int,
     lane: int,
     xs: np.ndarray,
-    signs: np.ndarray,
-    ctxs: np.ndarray,
-    ps: np.ndarray,
-    flips: np.ndarray,
+    predictions: np.ndarray,
 ) -> None:
     """One row's trellis inputs into column `lane` of the (cols, LANES) buffers: each
-    element's distance from its prediction in steps (x), orientation, rate context, prediction
-    and its rounding side."""
+    element's distance from its prediction in steps (x), and the prediction with its rounding
+    side, as 2 p + up (`_unpacked`; two outputs, not four: the stores across lanes are what
+    this loop costs)."""
     for j in range(xs.shape[0]):
         if product is None:
             p, flip = 0, False
@@ -326,74 +324,65 @@ def _prepare_lane(
             p, flip = predicted(product[first + j], ratio)
         x = (target[first + j] - base[first + j]) * inverse - np.float32(p)
         xs[j, lane] = np.float64(min(max(x, -_CLIP), _CLIP))
-        signs[j, lane] = orientation(p, flip)
-        ctxs[j, lane] = context(p, flip, 0, CONTEXT_CAP)
-        ps[j, lane] = p
-        flips[j, lane] = flip
+        predictions[j, lane] = 2 * p + flip
+
+
+@numba.njit(cache=True, inline="always")
+def _unpacked(packed: int) -> tuple[int, bool]:
+    """(p, up) from `_prepare_lane`'s 2 p + up."""
+    return packed >> 1, (packed & 1) == 1
 
 
 @numba.njit(cache=True, nogil=True, pipeline_class=_DistinctArrays)
 def _candidates(
     xs: np.ndarray,
-    signs: np.ndarray,
-    ctxs: np.ndarray,
+    predictions: np.ndarray,
     lanes: int,
     first: int,
     last: int,
     bits: np.ndarray,
     pull: float,
     weight_of_rate: float,
-    lows: np.ndarray,
-    rates: np.ndarray,
     indices: np.ndarray,
     costs: np.ndarray,
 ) -> None:
     """Each element's choices, which do not depend on the path: per quantizer (Q0, Q1) its
     cheapest even and odd index among the levels either side of x and zero, and their own
     costs, into `indices[column - first, c, lane]` and `costs[...]` (c: Q0 even, Q0 odd, Q1
-    even, Q1 odd). `lows` and `rates` are scratch of the same shape (rates with a fifth row
-    for zero).
-
-    Three loops, so that the two without table lookups run in SIMD registers (a gather from
-    `bits` stops the compiler: it cannot tell the table from the outputs); every choice is a
-    select, not a branch: they are coin flips to a branch predictor."""
+    even, Q1 odd). One loop over the lanes, in SIMD registers (with `_DistinctArrays`), the
+    table lookups as gathers; every choice is a select, not a branch: they are coin flips to
+    a branch predictor."""
     for j in range(first, last):
         at = j - first
         for lane in range(lanes):
             x = xs[j, lane]
-            lows[at, 0, lane] = np.int64(np.floor(x * 0.5))
-            lows[at, 2, lane] = _odd_floor(x)
-    for j in range(first, last):
-        at = j - first
-        for lane in range(lanes):
-            sign = signs[j, lane]
-            ctx = ctxs[j, lane]
-            q0 = lows[at, 0, lane]
-            q1 = lows[at, 2, lane]
-            rates[at, 0, lane] = _rate(bits, ctx, _symbol(sign * q0))
-            rates[at, 1, lane] = _rate(bits, ctx, _symbol(sign * (q0 + 1)))
-            rates[at, 2, lane] = _rate(bits, ctx, _symbol(sign * q1))
-            rates[at, 3, lane] = _rate(bits, ctx, _symbol(sign * (q1 + 1)))
-            rates[at, 4, lane] = _rate(bits, ctx, 0)
-    for j in range(first, last):
-        at = j - first
-        for lane in range(lanes):
-            x = xs[j, lane]
-            at_zero = _cost(x, 0, rates[at, 4, lane], pull, weight_of_rate)
-            low = lows[at, 0, lane]
+            p, flip = _unpacked(predictions[j, lane])
+            sign = orientation(p, flip)
+            ctx = context(p, flip, 0, CONTEXT_CAP)
+            at_zero = _cost(x, 0, _rate(bits, ctx, 0), pull, weight_of_rate)
+            low = np.int64(np.floor(x * 0.5))
             e0, ce0, o0, co0 = _parities(
                 low,
-                _cost(x, 2 * low, rates[at, 0, lane], pull, weight_of_rate),
-                _cost(x, 2 * low + 2, rates[at, 1, lane], pull, weight_of_rate),
+                _cost(x, 2 * low, _rate(bits, ctx, _symbol(sign * low)), pull, weight_of_rate),
+                _cost(
+                    x, 2 * low + 2, _rate(bits, ctx, _symbol(sign * (low + 1))), pull,
+                    weight_of_rate,
+                ),
                 at_zero,
-            )
-            low = lows[at, 2, lane]
+            )  # fmt: skip
+            low = _odd_floor(x)
             e1, ce1, o1, co1 = _parities(
                 low,
-                _cost(x, dependent_level(low, 2), rates[at, 2, lane], pull, weight_of_rate),
-                _cost(x, dependent_level(low + 1, 2), rates[at, 3, lane], pull, weight_of_rate),
+                _cost(
+                    x, dependent_level(low, 2), _rate(bits, ctx, _symbol(sign * low)), pull,
+                    weight_of_rate,
+                ),
+                _cost(
+                    x, dependent_level(low + 1, 2), _rate(bits, ctx, _symbol(sign * (low + 1))),
+                    pull, weight_of_rate,
+                ),
                 at_zero,
-            )
+            )  # fmt: skip
             indices[at, 0, lane], costs[at, 0, lane] = e0, ce0
             indices[at, 1, lane], costs[at, 1, lane] = o0, co0
             indices[at, 2, lane], costs[at, 2, lane] = e1, ce1
@@ -430,6 +419,23 @@ def _forward(
             cost[2, lane], chosen[at, 2, lane] = _arrive(c0 + co0, o0, c1 + ce0, e0)
             cost[1, lane], chosen[at, 1, lane] = _arrive(c2 + ce1, e1, c3 + co1, o1)
             cost[3, lane], chosen[at, 3, lane] = _arrive(c2 + co1, o1, c3 + ce1, e1)
+
+
+@numba.njit(cache=True, nogil=True, pipeline_class=_DistinctArrays)
+def _walk_back(
+    lanes: int, columns: int, cost: np.ndarray, chosen: np.ndarray, path: np.ndarray
+) -> None:
+    """Each lane's best path, back from its cheapest final state through `chosen` (as
+    `_forward` left it) into `path[column, lane]`. The lanes step back together: each
+    lane's walk is a chain of dependent loads, and side by side the chains overlap."""
+    ends = np.empty(lanes, dtype=np.int64)
+    for lane in range(lanes):
+        ends[lane] = _cheapest(cost[0, lane], cost[1, lane], cost[2, lane], cost[3, lane])
+    for j in range(columns - 1, -1, -1):
+        for lane in range(lanes):
+            index = chosen[j, ends[lane], lane]
+            path[j, lane] = index
+            ends[lane] = previous_state(ends[lane], index)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -476,17 +482,12 @@ def quantize_dependent(
     still = still_energy(step)
     chunk = min(cols, _TRELLIS_CHUNK)
     xs = np.empty((cols, LANES))
-    signs = np.empty((cols, LANES), dtype=np.int64)
-    ctxs = np.empty((cols, LANES), dtype=np.int64)
-    ps = np.empty((cols, LANES), dtype=np.int64)
-    flips = np.empty((cols, LANES), dtype=np.bool_)
+    predictions = np.empty((cols, LANES), dtype=np.int32)
     chosen = np.empty((chunk, STATES, LANES), dtype=np.int32)
     cost = np.empty((STATES, LANES))
     indices = np.empty((_CANDIDATE_BLOCK, STATES, LANES), dtype=np.int32)
     costs = np.empty((_CANDIDATE_BLOCK, STATES, LANES))
-    lows = np.empty((_CANDIDATE_BLOCK, STATES, LANES), dtype=np.int64)
-    rates = np.empty((_CANDIDATE_BLOCK, STATES + 1, LANES))
-    path = np.empty(chunk, dtype=np.int64)
+    path = np.empty((chunk, LANES), dtype=np.int32)
     group = np.empty(LANES, dtype=np.int64)  # the rows searched together
     state = np.zeros(LANES, dtype=np.int64)
     row_error = np.zeros(LANES)
@@ -502,8 +503,8 @@ def quantize_dependent(
             if not (product is None and energy is not None and energy[until] < still):
                 group[lanes] = until
                 _prepare_lane(
-                    base, target, product, ratio, inverse, until * cols, lanes, xs, signs,
-                    ctxs, ps, flips,
+                    base, target, product, ratio, inverse, until * cols, lanes, xs,
+                    predictions,
                 )  # fmt: skip
                 lanes += 1
             until += 1
@@ -520,23 +521,23 @@ def quantize_dependent(
             for block in range(first, last, _CANDIDATE_BLOCK):
                 until_column = min(block + _CANDIDATE_BLOCK, last)
                 _candidates(
-                    xs, signs, ctxs, lanes, block, until_column, bits, pull, weight_of_rate,
-                    lows, rates, indices, costs,
+                    xs, predictions, lanes, block, until_column, bits, pull, weight_of_rate,
+                    indices, costs,
                 )  # fmt: skip
                 _forward(lanes, block, until_column, indices, costs, cost, chosen, block - first)
+            _walk_back(lanes, last - first, cost, chosen, path)
             for lane in range(lanes):
-                end = _cheapest(cost[0, lane], cost[1, lane], cost[2, lane], cost[3, lane])
-                for j in range(last - 1, first - 1, -1):
-                    path[j - first] = chosen[j - first, end, lane]
-                    end = previous_state(end, path[j - first])
                 origin = group[lane] * cols
                 weight = 1.0 if row_weight is None else row_weight[group[lane]]
                 # Each searched row's symbols go to its own slot for now (compacted below).
                 slot = slots + lane * cols
                 s = state[lane]
+                # Scalars, not the arrays: a store to an output could be a store to them.
+                lane_error, lane_moved = row_error[lane], moved[lane]
+                pulled, signed = row_moments[0, lane], row_moments[1, lane]
                 for j in range(first, last):
-                    p, flip = ps[j, lane], flips[j, lane]
-                    index = path[j - first]
+                    p, flip = _unpacked(predictions[j, lane])
+                    index = path[j - first, lane]
                     r = dependent_level(index, s)
                     s = next_state(s, index)
                     q = p + r
@@ -548,12 +549,12 @@ def quantize_dependent(
                     if released is not None:
                         released[origin + j] = value
                     diff = np.float64(value) - np.float64(target[origin + j])
-                    row_error[lane] += diff * diff
+                    lane_error += diff * diff
                     if moments is not None:
                         sign = (r > 0) - (r < 0)
-                        row_moments[0, lane] -= diff * sign
-                        row_moments[1, lane] += sign * sign
-                    moved[lane] |= index != 0
+                        pulled -= diff * sign
+                        signed += sign * sign
+                    lane_moved |= index != 0
                     symbol = _symbol(orientation(p, flip) * index)
                     if hist is not None:
                         hist[context(p, flip, 0, CONTEXT_CAP), min(symbol, RATE_CAP)] += weight
@@ -562,6 +563,8 @@ def quantize_dependent(
                         if contexts is not None:
                             contexts[slot + j] = context(p, flip, 0, WIDEST_CAP)
                 state[lane] = s
+                row_error[lane], moved[lane] = lane_error, lane_moved
+                row_moments[0, lane], row_moments[1, lane] = pulled, signed
         # In row order: the still rows' energy, the searched rows' error, and their symbols
         # moved down to the cursor unless the row stayed put.
         lane = 0
