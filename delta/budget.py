@@ -239,23 +239,29 @@ def step_for_budget(base: Tensor, target: Tensor, max_error_sq: float) -> float 
 
 
 def step_for_error(
-    pairs: Sequence[tuple[Tensor, Tensor]], max_error_sq: float, *, checked: bool = False
+    pairs: Sequence[tuple[Tensor, Tensor]],
+    max_error_sq: float,
+    *,
+    checked: bool = False,
+    energies: Sequence[np.ndarray] | None = None,
 ) -> float | None:
     """The largest step whose total `error_at_step` over the pairs is within `max_error_sq`
     (the global step of `--max-rel-error`), or None if no valid step meets it. `checked`:
     the caller knows every pair to be `lossy_applicable` (saves a pass over each).
+    `energies` (with `checked`): each pair's rows' ||target - base||^2 as `kernels.scan` sums
+    them (rows of the first dimension), so that the full check skips the rows that stay put.
 
     The search runs on up to 2^12 elements of each tensor (weighted by the tensor's size over
     its sample's), all tensors of a dtype at once; then one pass over the full tensors checks
     the step, and shrinks it in the rare case the sample was optimistic.
     """
     by_dtype: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-    carried: list[tuple[Tensor, Tensor]] = []
+    carried: list[tuple[Tensor, Tensor, np.ndarray | None]] = []
     count = 0
-    for base, target in pairs:
+    for at, (base, target) in enumerate(pairs):
         if not (checked or lossy_applicable(base, target)):
             continue
-        carried.append((base, target))
+        carried.append((base, target, None if energies is None else energies[at]))
         pick = sample_positions(target.numel, _GLOBAL_SAMPLE)
         base32, target32 = float32_view(base)[pick], float32_view(target)[pick]
         weight = np.full(base32.size, target.numel / base32.size)
@@ -276,18 +282,19 @@ def step_for_error(
     for _ in range(8):
         if not valid_step(step):
             return None
-        full = sum(
-            _carried_error(float32_view(b), float32_view(t), t.dtype, step) for b, t in carried
-        )
+        full = sum(_carried_error(b, t, step, energy) for b, t, energy in carried)
         if full <= max_error_sq:
             return step
         step *= math.sqrt(max_error_sq / full) * 0.995
     return None
 
 
-def _carried_error(base32: np.ndarray, target32: np.ndarray, dtype: str, step: float) -> float:
-    """`error_at_step` of a tensor already known to be lossy-applicable."""
-    error = measure(base32, target32, dtype, step)
+def _carried_error(base: Tensor, target: Tensor, step: float, energy: np.ndarray | None) -> float:
+    """`error_at_step` of a tensor already known to be lossy-applicable (rows whose `energy`
+    is under half a step release the base: their error is their energy, without a pass)."""
+    base32, target32 = float32_view(base), float32_view(target)
+    cols = None if energy is None else max(1, target32.size // energy.size)
+    error = measure(base32, target32, target.dtype, step, cols=cols, energy=energy)
     return 0.0 if math.isinf(error) else error
 
 

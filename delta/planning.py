@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -65,27 +66,33 @@ def plan_budgets(
             raise ValueError(f"max_rel_error must be a positive number, got {max_rel_error!r}")
         if not lossy_codecs:
             return {}
-        names, carried, energy = [], [], 0.0
+        names, carried, energies, energy = [], [], {}, 0.0
         for name in _eligible(base, target):
             old, new = base[name], target[name]
-            change = np.zeros(1)
-            normal = kernels.scan(float32_view(old), float32_view(new), max(1, new.numel), change)
+            change = np.zeros(_rows(new) if new.numel else 1)
+            normal = kernels.scan(
+                float32_view(old), float32_view(new), max(1, new.numel // change.size), change
+            )
             if normal or (_finite(old) and _finite(new)):
                 names.append(name)
-                energy += float(change[0])
+                energy += float(change.sum())
                 if normal and new.numel:  # what the lossy codecs carry (lossy_applicable)
                     carried.append((old, new))
+                    energies[name] = change
         if energy == 0.0:
             return {}
-        step = step_for_error(carried, float(max_rel_error) ** 2 * energy, checked=True)
-        return {} if step is None else {name: Budget(step=step) for name in names}
+        limit = float(max_rel_error) ** 2 * energy
+        step = step_for_error(carried, limit, checked=True, energies=list(energies.values()))
+        if step is None:
+            return {}
+        return {name: Budget(step=step, energy=energies.get(name)) for name in names}
     return {}
 
 
 def fp16_budget(tensor: Tensor) -> Budget:
     """||t - fp16(t)||^2 in float32 values (0, lossless, for F16/BF16 and non-finite tensors)."""
     rows = _fp16_rows(None, tensor)
-    return Budget() if rows is None else Budget(max_error_sq=float(rows[0].sum()))
+    return Budget() if rows is None else Budget(max_error_sq=float(rows.rounding.sum()))
 
 
 def fp16_mode_budget(base: Tensor, target: Tensor) -> Budget:
@@ -106,29 +113,50 @@ def fp16_mode_budget(base: Tensor, target: Tensor) -> Budget:
     rows = _fp16_rows(base, target)
     if rows is None:
         return Budget()
-    rounding, change = rows
+    rounding, change = rows.rounding, rows.change
     allowed = float(np.minimum(rounding, change).sum())
     if rounding.size == 1:
         allowed = min(allowed, VECTOR_SHARE**2 * float(change.sum()))
-    return Budget(max_error_sq=min(allowed, float(rounding.sum())))
+    return Budget(
+        max_error_sq=min(allowed, float(rounding.sum())),
+        energy=change if rows.normal else None,
+    )
 
 
-def _fp16_rows(base: Tensor | None, target: Tensor) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per row (the first dimension; one row for vectors): the fp16 rounding cost of the
-    target and its change from the base (zeros without a base), float32 values, float64 sums.
-    None for F16/BF16 (rounding costs nothing), empty tensors and values that are not finite
-    or that fp16 cannot hold."""
+@dataclass(frozen=True)
+class _Fp16Rows:
+    """Per row (the first dimension; one row for vectors), float64 sums over float32 values:
+    the target's fp16 rounding cost and its change from the base (the lossy codec's `energy`);
+    whether no value of either is subnormal."""
+
+    rounding: np.ndarray
+    change: np.ndarray
+    normal: bool
+
+
+def _fp16_rows(base: Tensor | None, target: Tensor) -> _Fp16Rows | None:
+    """`_Fp16Rows` of the target against the base (zero change without one). None for
+    F16/BF16 (rounding costs nothing), empty tensors and values that are not finite or that
+    fp16 cannot hold."""
     if target.dtype not in ("F32", "F64") or target.numel == 0:
         return None
     values = float32_view(target)
     old = values if base is None else float32_view(base)
-    rows = target.shape[0] if len(target.shape) >= 2 else 1
+    rows = _rows(target)
     rounding, change = np.empty(rows), np.empty(rows)
-    finite = kernels.fp16_rows(
+    found = kernels.fp16_rows(
         values, values.view(np.uint32), old, values.size // rows, kernels.FP16_QUANTUM,
         rounding, change,
     )  # fmt: skip
-    return (rounding, change) if finite else None
+    if not found & kernels.FP16_HOLDS:
+        return None
+    return _Fp16Rows(rounding, change, bool(found & kernels.ALL_NORMAL))
+
+
+def _rows(tensor: Tensor) -> int:
+    """The rows budgets and the lossy codecs measure a tensor in: its first dimension (one
+    row for a vector or a scalar)."""
+    return tensor.shape[0] if len(tensor.shape) >= 2 else 1
 
 
 def _eligible(base: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> list[str]:

@@ -707,6 +707,10 @@ def live_contexts(
     return k
 
 
+# `fp16_rows`' findings, bit flags.
+FP16_HOLDS, ALL_NORMAL = 1, 2
+
+
 @numba.njit(cache=True, nogil=True)
 def fp16_rows(
     values: np.ndarray,
@@ -716,12 +720,14 @@ def fp16_rows(
     quantum: np.ndarray,
     rounding: np.ndarray,
     change: np.ndarray,
-) -> bool:
+) -> int:
     """Per row: ||values - fp16(values)||^2 into `rounding`, ||values - base||^2 into
-    `change` (float64); False (and stops) at the first value that is not finite or that fp16
-    cannot hold. `bits` are the values' float32 words, `quantum[e]` fp16's spacing at float32
-    biased exponent e (FP16_QUANTUM): rounding to a multiple of it, ties to even, is IEEE's
-    conversion to fp16, and in float64 every step of it is exact."""
+    `change` (float64, summed as `scan` sums its energy). Returns FP16_HOLDS unless a value is
+    not finite or fp16 cannot hold it (and then stops), or-ed with ALL_NORMAL if no value of
+    either is subnormal (`scan`'s test). `bits` are the values' float32 words, `quantum[e]`
+    fp16's spacing at float32 biased exponent e (FP16_QUANTUM): rounding to a multiple of it,
+    ties to even, is IEEE's conversion to fp16, and in float64 every step of it is exact."""
+    normal = True
     for row in range(values.size // cols):
         lost = 0.0
         moved = 0.0
@@ -731,12 +737,14 @@ def fp16_rows(
             v = np.float64(values[j])
             r = np.rint(v / step) * step
             if magnitude >= np.uint32(0x7F800000) or abs(r) > _FP16_MAX:
-                return False
+                return 0
             lost += (v - r) * (v - r)
-            moved += (v - np.float64(base[j])) * (v - np.float64(base[j]))
+            diff = v - np.float64(base[j])
+            moved += diff * diff
+            normal &= _normal_or_zero(values[j]) & _normal_or_zero(base[j])
         rounding[row] = lost
         change[row] = moved
-    return True
+    return FP16_HOLDS | (ALL_NORMAL if normal else 0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -762,9 +770,9 @@ def _normal_or_zero(value: np.float32) -> bool:
 
 
 __all__ = [
-    "CONTEXT_CAP", "FP16_QUANTUM", "LEVEL", "MAX_LEVEL", "OFFSET_UNIT", "OK", "RATE_CAP",
-    "STATES", "SUBNORMAL", "WIDEST_CAP", "context", "dependent_level", "fp16_rows",
-    "live_contexts", "next_state", "orientation", "predicted", "quantize",
-    "quantize_dependent", "release_rows", "release_value", "scaled_level", "scan",
+    "ALL_NORMAL", "CONTEXT_CAP", "FP16_HOLDS", "FP16_QUANTUM", "LEVEL", "MAX_LEVEL",
+    "OFFSET_UNIT", "OK", "RATE_CAP", "STATES", "SUBNORMAL", "WIDEST_CAP", "context",
+    "dependent_level", "fp16_rows", "live_contexts", "next_state", "orientation", "predicted",
+    "quantize", "quantize_dependent", "release_rows", "release_value", "scaled_level", "scan",
     "still_energy",
 ]  # fmt: skip

@@ -8,8 +8,10 @@ registry below and calls `decode`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
+
+import numpy as np
 
 from fedota.delta.tensor import Tensor
 
@@ -23,10 +25,15 @@ class Budget:
             0 means lossless: the released tensor must equal the requested one bit for bit.
         step: for lossy codecs, a fixed quantization step chosen globally by the orchestrator
             (`--max-rel-error`); None lets the codec pick the largest step within max_error_sq.
+        energy: what the planner already measured, so the lossy codec need not scan the
+            tensor again: each row's ||target - base||^2 (float64; rows of the first
+            dimension, one row for a vector), given only where every value of both is finite
+            and none subnormal. None: the codec scans.
     """
 
     max_error_sq: float = 0.0
     step: float | None = None
+    energy: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def lossless(self) -> bool:

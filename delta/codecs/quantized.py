@@ -126,9 +126,11 @@ class QuantAnsCodec:
             return None
         rows, cols = lowrank.matrix_shape(target.shape)
         base32, target32 = steps.float32_view(base), steps.float32_view(target)
-        energy = np.empty(rows)
-        if not kernels.scan(base32, target32, cols, energy):
-            return None  # a value the release cannot reproduce everywhere: lossless
+        energy = budget.energy
+        if energy is None or energy.shape != (rows,):
+            energy = np.empty(rows)
+            if not kernels.scan(base32, target32, cols, energy):
+                return None  # a value the release cannot reproduce everywhere: lossless
         matrices = base32.reshape(rows, cols), target32.reshape(rows, cols)
         plan = quant_search.plan(
             *matrices, target.dtype, energy, budget, dependent=self.quantizer_byte

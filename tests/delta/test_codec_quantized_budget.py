@@ -39,6 +39,31 @@ def test_the_global_step_meets_the_total_and_is_nearly_the_largest(
     assert sum(steps.error_at_step(b, t, step * 1.05) for b, t in model) > limit
 
 
+def test_the_global_step_is_the_same_with_the_rows_energies(
+    model: list[tuple[Tensor, Tensor]], rng: np.random.Generator
+) -> None:
+    """Given each row's change, the full check skips the rows that stay put (their error is
+    their change): the same step, as on the whole tensors."""
+    still_rows = rng.normal(0, 0.05, (64, 32)).astype(np.float32)
+    moved = still_rows.copy()
+    moved[::8] += rng.normal(0, 1e-3, (8, 32)).astype(np.float32)  # 1 row in 8 moves
+    pairs = [(b, t) for b, t in model if b.dtype == "F32" and steps.lossy_applicable(b, t)] + [
+        (Tensor("F32", (64, 32), still_rows.ravel()), Tensor("F32", (64, 32), moved.ravel()))
+    ]
+    energies = []
+    for base, target in pairs:
+        rows = base.shape[0] if len(base.shape) >= 2 else 1
+        energy = np.empty(rows)
+        kernels.scan(
+            steps.float32_view(base), steps.float32_view(target), base.numel // rows, energy
+        )
+        energies.append(energy)
+    limit = 0.01**2 * sum(steps.delta_energy(b, t) for b, t in pairs)
+    step = steps.step_for_error(pairs, limit, checked=True)
+    assert step is not None
+    assert steps.step_for_error(pairs, limit, checked=True, energies=energies) == step
+
+
 def test_error_at_step_is_what_the_codec_releases(model: list[tuple[Tensor, Tensor]]) -> None:
     for base, target in model:
         encoded = CODEC.encode(base, target, Budget(step=2e-6))
