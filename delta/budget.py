@@ -39,6 +39,7 @@ import numpy as np
 
 from fedota.delta.codecs import _quant_kernels as kernels
 from fedota.delta.codecs._quant_kernels import MAX_LEVEL, OFFSET_UNIT
+from fedota.delta.codecs.base import RowChange
 from fedota.delta.tensor import Tensor, from_float32
 
 _SMALLEST_STEP = 2.0**-100  # step / 64 stays a normal float32
@@ -114,11 +115,13 @@ def measure(
     prediction: Prediction | None = None,
     row_weight: np.ndarray | None = None,
     energy: np.ndarray | None = None,
+    peak: np.ndarray | None = None,
 ) -> float:
     """The error (squared L2 after the release to `dtype`, each row weighted by `row_weight`
     if given) of quantizing target - base at `step`: infinite for an invalid step, a level
     beyond the exact range or a subnormal release. `energy`: each row's ||target - base||^2
-    as `kernels.scan` sums it, which lets rows that stay put be skipped (same result)."""
+    as `kernels.scan` sums it, which lets rows that stay put be skipped (same result); `peak`,
+    each row's largest |target - base| (`kernels.scan`'s), finds more of them."""
     if not valid_step(step):
         return math.inf
     base32, target32 = base32.reshape(-1), target32.reshape(-1)
@@ -129,7 +132,7 @@ def measure(
         None if prediction is None else prediction.product.reshape(-1),
         0.0 if prediction is None else prediction.ratio,
         np.float32(step), np.float32(rounding.deadzone), rounding.offset,
-        row_weight, values, None, 0, None, energy, 0.0, None,
+        row_weight, values, None, 0, None, energy, peak, 0.0, None,
     )  # fmt: skip
     if status != kernels.OK:
         return math.inf
@@ -243,25 +246,25 @@ def step_for_error(
     max_error_sq: float,
     *,
     checked: bool = False,
-    energies: Sequence[np.ndarray] | None = None,
+    changes: Sequence[RowChange] | None = None,
 ) -> float | None:
     """The largest step whose total `error_at_step` over the pairs is within `max_error_sq`
     (the global step of `--max-rel-error`), or None if no valid step meets it. `checked`:
     the caller knows every pair to be `lossy_applicable` (saves a pass over each).
-    `energies` (with `checked`): each pair's rows' ||target - base||^2 as `kernels.scan` sums
-    them (rows of the first dimension), so that the full check skips the rows that stay put.
+    `changes` (with `checked`): each pair's `RowChange`, so that the full check skips the rows
+    that stay put.
 
     The search runs on up to 2^12 elements of each tensor (weighted by the tensor's size over
     its sample's), all tensors of a dtype at once; then one pass over the full tensors checks
     the step, and shrinks it in the rare case the sample was optimistic.
     """
     by_dtype: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-    carried: list[tuple[Tensor, Tensor, np.ndarray | None]] = []
+    carried: list[tuple[Tensor, Tensor, RowChange | None]] = []
     count = 0
     for at, (base, target) in enumerate(pairs):
         if not (checked or lossy_applicable(base, target)):
             continue
-        carried.append((base, target, None if energies is None else energies[at]))
+        carried.append((base, target, None if changes is None else changes[at]))
         pick = sample_positions(target.numel, _GLOBAL_SAMPLE)
         base32, target32 = float32_view(base)[pick], float32_view(target)[pick]
         weight = np.full(base32.size, target.numel / base32.size)
@@ -282,19 +285,26 @@ def step_for_error(
     for _ in range(8):
         if not valid_step(step):
             return None
-        full = sum(_carried_error(b, t, step, energy) for b, t, energy in carried)
+        full = sum(_carried_error(b, t, step, change) for b, t, change in carried)
         if full <= max_error_sq:
             return step
         step *= math.sqrt(max_error_sq / full) * 0.995
     return None
 
 
-def _carried_error(base: Tensor, target: Tensor, step: float, energy: np.ndarray | None) -> float:
-    """`error_at_step` of a tensor already known to be lossy-applicable (rows whose `energy`
-    is under half a step release the base: their error is their energy, without a pass)."""
+def _carried_error(base: Tensor, target: Tensor, step: float, change: RowChange | None) -> float:
+    """`error_at_step` of a tensor already known to be lossy-applicable (with its `change`,
+    rows whose values all move under half a step release the base: their error is their
+    energy, without a pass)."""
     base32, target32 = float32_view(base), float32_view(target)
-    cols = None if energy is None else max(1, target32.size // energy.size)
-    error = measure(base32, target32, target.dtype, step, cols=cols, energy=energy)
+    if change is None:
+        error = measure(base32, target32, target.dtype, step)
+    else:
+        cols = max(1, target32.size // change.energy.size)
+        error = measure(
+            base32, target32, target.dtype, step, cols=cols, energy=change.energy,
+            peak=change.peak,
+        )  # fmt: skip
     return 0.0 if math.isinf(error) else error
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from fedota.delta.budget import float32_view, step_for_error
 from fedota.delta.codecs import _quant_kernels as kernels
-from fedota.delta.codecs.base import Budget
+from fedota.delta.codecs.base import Budget, RowChange
 from fedota.delta.tensor import FLOATS, Tensor
 
 _CHUNK = 1 << 20  # elements per float64 partial sum: bounded temporaries on huge tensors
@@ -66,26 +66,28 @@ def plan_budgets(
             raise ValueError(f"max_rel_error must be a positive number, got {max_rel_error!r}")
         if not lossy_codecs:
             return {}
-        names, carried, energies, energy = [], [], {}, 0.0
+        names, carried, changes, energy = [], [], {}, 0.0
         for name in _eligible(base, target):
             old, new = base[name], target[name]
-            change = np.zeros(_rows(new) if new.numel else 1)
+            rows = _rows(new) if new.numel else 1
+            change = RowChange(np.zeros(rows), np.zeros(rows))
             normal = kernels.scan(
-                float32_view(old), float32_view(new), max(1, new.numel // change.size), change
-            )
+                float32_view(old), float32_view(new), max(1, new.numel // rows), change.energy,
+                change.peak,
+            )  # fmt: skip
             if normal or (_finite(old) and _finite(new)):
                 names.append(name)
-                energy += float(change.sum())
+                energy += float(change.energy.sum())
                 if normal and new.numel:  # what the lossy codecs carry (lossy_applicable)
                     carried.append((old, new))
-                    energies[name] = change
+                    changes[name] = change
         if energy == 0.0:
             return {}
         limit = float(max_rel_error) ** 2 * energy
-        step = step_for_error(carried, limit, checked=True, energies=list(energies.values()))
+        step = step_for_error(carried, limit, checked=True, changes=list(changes.values()))
         if step is None:
             return {}
-        return {name: Budget(step=step, energy=energies.get(name)) for name in names}
+        return {name: Budget(step=step, change=changes.get(name)) for name in names}
     return {}
 
 
@@ -119,7 +121,7 @@ def fp16_mode_budget(base: Tensor, target: Tensor) -> Budget:
         allowed = min(allowed, VECTOR_SHARE**2 * float(change.sum()))
     return Budget(
         max_error_sq=min(allowed, float(rounding.sum())),
-        energy=change if rows.normal else None,
+        change=RowChange(change) if rows.normal else None,
     )
 
 

@@ -172,6 +172,7 @@ def quantize(
     cursor: int,
     live: np.ndarray | None,
     energy: np.ndarray | None,
+    peak: np.ndarray | None,
     error: float,
     contexts: np.ndarray | None,
 ) -> tuple[int, float, int]:
@@ -186,7 +187,9 @@ def quantize(
     `contexts[k]`.
     `energy` (optional, without a prediction): each row's ||target - base||^2 as `scan` sums
     it; a row whose whole change is under half a step quantizes to zeros, so it releases the
-    base and its error is its energy, without a pass over it.
+    base and its error is its energy, without a pass over it. `peak` (optional, with
+    `energy`): each row's largest |target - base| (`scan`'s), which finds more such rows: all
+    of a row's values under half a step, not its whole change.
 
     Returns:
         (status: OK, LEVEL (a level beyond MAX_LEVEL) or SUBNORMAL (a subnormal release);
@@ -199,10 +202,15 @@ def quantize(
     inverse = np.float32(1) / step
     k = cursor
     still = still_energy(step)
+    still_peak = np.float64(step) * 0.49  # as still_energy: every |delta / step| < 1/2
     squares = np.empty(cols)
     for row in range(rows):
         weight = 1.0 if row_weight is None else row_weight[row]
-        if product is None and energy is not None and energy[row] < still:
+        if (
+            product is None
+            and energy is not None
+            and (energy[row] < still or (peak is not None and peak[row] < still_peak))
+        ):
             if released is not None:
                 released[row * cols : row * cols + cols] = base[row * cols : row * cols + cols]
             if live is not None:
@@ -748,19 +756,30 @@ def fp16_rows(
 
 
 @numba.njit(cache=True, nogil=True)
-def scan(base: np.ndarray, target: np.ndarray, cols: int, energy: np.ndarray) -> bool:
-    """||target - base||^2 of each row into `energy` (float64, summed in row order); whether
-    every value of both is finite and none subnormal (what the lossy codec can carry)."""
+def scan(
+    base: np.ndarray,
+    target: np.ndarray,
+    cols: int,
+    energy: np.ndarray,
+    peak: np.ndarray | None = None,
+) -> bool:
+    """||target - base||^2 of each row into `energy` (float64, summed in row order), and its
+    largest |target - base| into `peak` if given; whether every value of both is finite and
+    none subnormal (what the lossy codec can carry)."""
     normal = True
     for row in range(base.size // cols):
         total = 0.0
+        largest = 0.0
         for j in range(row * cols, row * cols + cols):
             b = base[j]
             t = target[j]
             diff = np.float64(t) - np.float64(b)
             total += diff * diff
+            largest = max(largest, abs(diff))
             normal &= _normal_or_zero(b) & _normal_or_zero(t)
         energy[row] = total
+        if peak is not None:
+            peak[row] = largest
     return normal
 
 

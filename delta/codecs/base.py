@@ -17,6 +17,16 @@ from fedota.delta.tensor import Tensor
 
 
 @dataclass(frozen=True)
+class RowChange:
+    """A tensor's change row by row (rows of the first dimension; one row for a vector), as
+    `_quant_kernels.scan` measures it: each row's ||target - base||^2 (float64) and, where
+    measured, its largest |target - base|."""
+
+    energy: np.ndarray
+    peak: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class Budget:
     """How far the encoded target may be from the requested one, for one tensor.
 
@@ -25,15 +35,14 @@ class Budget:
             0 means lossless: the released tensor must equal the requested one bit for bit.
         step: for lossy codecs, a fixed quantization step chosen globally by the orchestrator
             (`--max-rel-error`); None lets the codec pick the largest step within max_error_sq.
-        energy: what the planner already measured, so the lossy codec need not scan the
-            tensor again: each row's ||target - base||^2 (float64; rows of the first
-            dimension, one row for a vector), given only where every value of both is finite
-            and none subnormal. None: the codec scans.
+        change: what the planner already measured of the tensor, so that the lossy codec
+            need not scan it again; given only where every value of both is finite and none
+            subnormal. None: the codec scans.
     """
 
     max_error_sq: float = 0.0
     step: float | None = None
-    energy: np.ndarray | None = field(default=None, compare=False, repr=False)
+    change: RowChange | None = field(default=None, compare=False, repr=False)
 
     @property
     def lossless(self) -> bool:

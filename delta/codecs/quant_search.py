@@ -233,7 +233,7 @@ def _histogram(
         None if prediction is None else prediction.product,
         0.0 if prediction is None else prediction.ratio,
         np.float32(step), np.float32(rounding.deadzone), rounding.offset, weight,
-        None, symbols, 0, live, sample.energy, 0.0, None,
+        None, symbols, 0, live, sample.energy, None, 0.0, None,
     )  # fmt: skip
     if status != kernels.OK:
         return None

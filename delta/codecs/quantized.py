@@ -126,10 +126,11 @@ class QuantAnsCodec:
             return None
         rows, cols = lowrank.matrix_shape(target.shape)
         base32, target32 = steps.float32_view(base), steps.float32_view(target)
-        energy = budget.energy
-        if energy is None or energy.shape != (rows,):
-            energy = np.empty(rows)
-            if not kernels.scan(base32, target32, cols, energy):
+        if budget.change is not None and budget.change.energy.shape == (rows,):
+            energy, peak = budget.change.energy, budget.change.peak
+        else:
+            energy, peak = np.empty(rows), np.empty(rows)
+            if not kernels.scan(base32, target32, cols, energy, peak):
                 return None  # a value the release cannot reproduce everywhere: lossless
         matrices = base32.reshape(rows, cols), target32.reshape(rows, cols)
         plan = quant_search.plan(
@@ -153,8 +154,8 @@ class QuantAnsCodec:
             else:
                 moments = np.zeros(2)
                 quantized = _quantize(
-                    plan, base32, target32, cols, blocks, products, energy, values, symbols, live,
-                    contexts, moments,
+                    plan, base32, target32, cols, blocks, products, energy, peak, values, symbols,
+                    live, contexts, moments,
                 )  # fmt: skip
                 if quantized is None:
                     return None
@@ -311,6 +312,7 @@ def _quantize(
     blocks: list[slice],
     products: list[np.ndarray | None],
     energy: np.ndarray,
+    peak: np.ndarray | None,
     values: np.ndarray,
     symbols: np.ndarray,
     live: np.ndarray,
@@ -318,11 +320,11 @@ def _quantize(
     moments: np.ndarray | None = None,
 ) -> tuple[float, int] | None:
     """Quantize and release the whole tensor (row block by row block, with each block's
-    prediction product; rows that stay put, by their `energy`, in no time) into `values`, the
-    live rows' coded symbols into `symbols` and the row flags into `live`: (error as float32,
-    symbols written; their contexts into `contexts` if given; a trellis's `moments`, as
-    `kernels.quantize_dependent`'s, into `moments` if given), or None where a level leaves
-    the exact range or a release would be subnormal."""
+    prediction product; rows that stay put, by their `energy` and `peak`, in no time) into
+    `values`, the live rows' coded symbols into `symbols` and the row flags into `live`:
+    (error as float32, symbols written; their contexts into `contexts` if given; a trellis's
+    `moments`, as `kernels.quantize_dependent`'s, into `moments` if given), or None where a
+    level leaves the exact range or a release would be subnormal."""
     ratio = float(lowrank.ratio(plan.factors, plan.step)) if plan.factors is not None else 0.0
     error, cursor = 0.0, 0
     for span, product in zip(blocks, products, strict=True):
@@ -340,7 +342,8 @@ def _quantize(
         status, error, cursor = kernels.quantize(
             base32[elements], target32[elements], cols, product, ratio,
             np.float32(plan.step), np.float32(plan.rounding.deadzone), plan.rounding.offset,
-            None, values[elements], symbols, cursor, live[span], energy[span], error, contexts,
+            None, values[elements], symbols, cursor, live[span], energy[span],
+            None if peak is None else peak[span], error, contexts,
         )  # fmt: skip
         if status != kernels.OK:
             return None

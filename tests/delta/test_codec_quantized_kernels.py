@@ -126,6 +126,41 @@ def test_rows_that_stay_put_are_skipped_without_changing_the_error(
     assert np.array_equal(released[still], base.data.reshape(600, 64)[still])
 
 
+@pytest.mark.parametrize("decay", [0.0, 0.3])
+def test_rows_whose_values_all_stay_under_half_a_step_are_skipped_alike(
+    decay: float, rng: np.random.Generator
+) -> None:
+    """Rows that only weight decay moved: each value by under half a step, the whole row by
+    more (their energy alone would not skip them). With each row's peak they are skipped: the
+    same released bits and error as quantizing them, or as the energy alone skips."""
+    rows, cols = 40, 256
+    base = rng.normal(0, 0.05, (rows, cols)).astype(np.float32)
+    step = np.float32(2e-5)
+    target = base * np.float32(1 - 2e-5 * (1 + decay))  # |change| < step / 2 everywhere
+    target[::5] += rng.normal(0, 1e-4, (rows // 5, cols)).astype(np.float32)  # 8 rows move
+    b, t = base.reshape(-1), target.reshape(-1)
+    energy, peak = np.empty(rows), np.empty(rows)
+    assert kernels.scan(b, t, cols, energy, peak)
+    decayed = np.arange(rows) % 5 != 0
+    assert (peak[decayed] < 0.49 * step).all()
+    assert (energy[decayed] >= kernels.still_energy(step)).any()  # energy alone: not all
+
+    def release(energy: np.ndarray | None, peak: np.ndarray | None) -> tuple[float, np.ndarray]:
+        values = np.empty_like(b)
+        status, error, _ = kernels.quantize(
+            b, t, cols, None, 0.0, step, np.float32(0.01), 2, None, values, None, 0, None,
+            energy, peak, 0.0, None,
+        )  # fmt: skip
+        assert status == kernels.OK
+        return error, values
+
+    passed, by_energy, by_peak = release(None, None), release(energy, None), release(energy, peak)
+    for error, values in (by_energy, by_peak):
+        assert np.array_equal(values.view(np.uint32), passed[1].view(np.uint32))
+        assert error == pytest.approx(passed[0], rel=1e-12)
+    assert np.array_equal(by_peak[1].reshape(rows, cols)[decayed], base[decayed])
+
+
 def test_an_fp16_budget_on_an_embedding_like_tensor_is_met(rng: np.random.Generator) -> None:
     base, target = _embedding_like(rng)
     moved = target.data.astype(np.float64) - base.data
