@@ -4,14 +4,15 @@ per tensor, predicted by a low-rank model, the residual levels entropy coded wit
 `QuantCtxCodec`; quant-tcq: quant-ctx with dependent quantization, see `QuantTcqCodec`).
 
 Measured on a 30-step AdamW fine-tune of all-MiniLM-L6-v2 (fp32 bytes = 100%, whole patch):
-quant-tcq 4.22% at the `--max-error fp16` budgets (quant-ctx 4.32%, quant-ans 4.41%; order-0
+quant-tcq 4.21% at the `--max-error fp16` budgets (quant-ctx 4.32%, quant-ans 4.41%; order-0
 coding of per-tensor steps: 5.40%), 8.65% at `--max-rel-error 0.01` (quant-tcq keeps
 quant-ctx's levels there; quant-ans 8.71%; order-0 with one global step: 10.19%).
 
 1. quant_search.py picks the step (the largest whose actual error, after the release to the
    dtype, meets a max_error_sq budget; or the given global step), the rounding, the low-rank
    factors (lowrank.py) and the token split, on a sample; `encode` checks the step on the
-   whole tensor and shrinks it if the sample was optimistic.
+   whole tensor and, if the sample was optimistic, pulls a trellis's reconstructions toward
+   the prediction (`_repair`) or shrinks the step.
 2. Levels q = p + round(delta / step - p) around the integer prediction p (quant-tcq with
    an error budget: q = p + r, r the trellis's choice between two quantizers, see
    `QuantTcqCodec`); the released tensor is base + (64 q - offset) * step / 64 in float32,
@@ -486,8 +487,8 @@ class QuantTcqCodec(QuantCtxCodec):
     indices picked by a trellis search (`_quant_kernels.quantize_dependent`), on matrices
     with a low-rank prediction where plain rounding does not look clearly cheaper (see
     quant_search.py for both). At the fp16 budgets of the 30-step MiniLM fine-tune the step
-    shrinks to ~0.57 of plain rounding's at the same error, and the patch from 4.32% to 4.22%
-    of the fp32 bytes, for ~1.45x quant-ctx's diff CPU time. Step budgets (`--max-rel-error`)
+    shrinks to ~0.57 of plain rounding's at the same error, and the patch from 4.32% to 4.21%
+    of the fp32 bytes, for ~1.2x quant-ctx's diff CPU time. Step budgets (`--max-rel-error`)
     keep quant-ctx's levels: the global step's search counted plain rounding's error.
     Superseded quant-ctx stays offered by name (`codecs=["quant-ctx"]`) for the faster diff."""
 
