@@ -148,12 +148,12 @@ class QuantAnsCodec:
         blocks = _blocks(rows, cols, plan.factors)
         products = [_product(plan.factors, span) for span in blocks]
         for _ in range(8):
+            moments = np.zeros(2)  # the trellis's, for `_repair`
             if plan.zero:  # the whole delta fits the budget: release the base itself
                 values[:] = base32
                 live[:] = False
                 error, cursor = float(energy.sum()), 0
             else:
-                moments = np.zeros(2)
                 quantized = _quantize(
                     plan, base32, target32, cols, blocks, products, energy, peak, values, symbols,
                     live, contexts, moments,
