@@ -735,7 +735,11 @@ def fp16_rows(
     either is subnormal (`scan`'s test). `bits` are the values' float32 words, `quantum[e]`
     fp16's spacing at float32 biased exponent e (FP16_QUANTUM): rounding to a multiple of it,
     ties to even, is IEEE's conversion to fp16, and in float64 every step of it is exact."""
-    normal = True
+    base_bits = base.view(np.uint32)
+    # Magnitudes as words, less one (zero wraps to the largest word): below 2^23 - 1 is a
+    # subnormal; the base's largest at or above 0x7F800000 is not finite.
+    smallest = np.uint32(0xFFFFFFFF)
+    largest_base = np.uint32(0)
     for row in range(values.size // cols):
         lost = 0.0
         moved = 0.0
@@ -749,9 +753,12 @@ def fp16_rows(
             lost += (v - r) * (v - r)
             diff = v - np.float64(base[j])
             moved += diff * diff
-            normal &= _normal_or_zero(values[j]) & _normal_or_zero(base[j])
+            old = base_bits[j] & np.uint32(0x7FFFFFFF)
+            smallest = min(smallest, magnitude - np.uint32(1), old - np.uint32(1))
+            largest_base = max(largest_base, old)
         rounding[row] = lost
         change[row] = moved
+    normal = (smallest >= np.uint32(0x007FFFFF)) & (largest_base < np.uint32(0x7F800000))
     return FP16_HOLDS | (ALL_NORMAL if normal else 0)
 
 

@@ -42,6 +42,36 @@ def test_the_fp16_rounding_cost_is_numpys_cast(scale: float, rng: np.random.Gene
     assert not change.any()
 
 
+@pytest.mark.parametrize(
+    ("where", "value", "normal"),
+    [
+        ("values", 0.0, True),
+        ("values", -0.0, True),
+        ("base", 0.0, True),
+        ("values", 1e-40, False),
+        ("values", -1e-40, False),
+        ("base", 2.0**-149, False),
+        ("base", -1.1e-38, False),  # just under the smallest normal
+        ("base", 1.2e-38, True),  # just over it
+        ("base", np.inf, False),
+        ("base", np.nan, False),
+    ],
+)
+def test_fp16_rows_finds_what_scan_finds_subnormal(where: str, value: float, normal: bool) -> None:
+    """fp16_rows' ALL_NORMAL is `scan`'s test (every value of both finite, none subnormal),
+    read from the words; FP16_HOLDS looks at the values only."""
+    values = np.linspace(-0.5, 0.5, 24).astype(np.float32)
+    base = (values * np.float32(0.9)).astype(np.float32)
+    (values if where == "values" else base)[7] = np.float32(value)
+    rounding, change = np.empty(4), np.empty(4)
+    found = kernels.fp16_rows(
+        values, values.view(np.uint32), base, 6, kernels.FP16_QUANTUM, rounding, change
+    )
+    assert found & kernels.FP16_HOLDS
+    assert bool(found & kernels.ALL_NORMAL) == normal
+    assert normal == kernels.scan(base, values, 6, np.empty(4))
+
+
 def test_the_fp16_cost_matches_on_any_bit_pattern_and_its_edges(rng: np.random.Generator) -> None:
     words = rng.integers(0, 0x477FEFFF, 200_000, dtype=np.uint32)  # every finite fp16 range
     edges = np.array([0.0, -0.0, 2.0**-24, 2.0**-25, 3 * 2.0**-26, 6.1e-5, 65504.0, 65519.99])
