@@ -773,26 +773,26 @@ def scan(
     """||target - base||^2 of each row into `energy` (float64, summed in row order), and its
     largest |target - base| into `peak` if given; whether every value of both is finite and
     none subnormal (what the lossy codec can carry)."""
-    normal = True
+    base_bits, target_bits = base.view(np.uint32), target.view(np.uint32)
+    # Magnitudes as words, less one (zero wraps to the largest word): below 2^23 - 1 is a
+    # subnormal; the largest word at or above 0x7F800000 is not finite.
+    smallest = np.uint32(0xFFFFFFFF)
+    largest_word = np.uint32(0)
     for row in range(base.size // cols):
         total = 0.0
         largest = 0.0
         for j in range(row * cols, row * cols + cols):
-            b = base[j]
-            t = target[j]
-            diff = np.float64(t) - np.float64(b)
+            diff = np.float64(target[j]) - np.float64(base[j])
             total += diff * diff
             largest = max(largest, abs(diff))
-            normal &= _normal_or_zero(b) & _normal_or_zero(t)
+            old = base_bits[j] & np.uint32(0x7FFFFFFF)
+            new = target_bits[j] & np.uint32(0x7FFFFFFF)
+            smallest = min(smallest, old - np.uint32(1), new - np.uint32(1))
+            largest_word = max(largest_word, old, new)
         energy[row] = total
         if peak is not None:
             peak[row] = largest
-    return normal
-
-
-@numba.njit(cache=True)
-def _normal_or_zero(value: np.float32) -> bool:
-    return (abs(value) < np.inf) & ((abs(value) >= _SMALLEST_NORMAL) | (value == 0))
+    return (smallest >= np.uint32(0x007FFFFF)) & (largest_word < np.uint32(0x7F800000))
 
 
 __all__ = [
