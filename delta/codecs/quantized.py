@@ -488,7 +488,7 @@ class QuantTcqCodec(QuantCtxCodec):
     with a low-rank prediction where plain rounding does not look clearly cheaper (see
     quant_search.py for both). At the fp16 budgets of the 30-step MiniLM fine-tune the step
     shrinks to ~0.57 of plain rounding's at the same error, and the patch from 4.32% to 4.21%
-    of the fp32 bytes, for ~1.2x quant-ctx's diff CPU time. Step budgets (`--max-rel-error`)
+    of the fp32 bytes, for ~1.25x quant-ctx's diff CPU time. Step budgets (`--max-rel-error`)
     keep quant-ctx's levels: the global step's search counted plain rounding's error.
     Superseded quant-ctx stays offered by name (`codecs=["quant-ctx"]`) for the faster diff."""
 
