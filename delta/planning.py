@@ -30,6 +30,7 @@ import numpy as np
 from fedota.delta.budget import float32_view, step_for_error
 from fedota.delta.codecs import _quant_kernels as kernels
 from fedota.delta.codecs.base import Budget, RowChange
+from fedota.delta.codecs.lowrank import matrix_shape
 from fedota.delta.tensor import FLOATS, Tensor
 
 _CHUNK = 1 << 20  # elements per float64 partial sum: bounded temporaries on huge tensors
@@ -69,7 +70,7 @@ def plan_budgets(
         names, carried, changes, energy = [], [], {}, 0.0
         for name in _eligible(base, target):
             old, new = base[name], target[name]
-            rows = _rows(new) if new.numel else 1
+            rows = matrix_shape(new.shape)[0] if new.numel else 1
             change = RowChange(np.zeros(rows), np.zeros(rows))
             normal = kernels.scan(
                 float32_view(old), float32_view(new), max(1, new.numel // rows), change.energy,
@@ -144,7 +145,7 @@ def _fp16_rows(base: Tensor | None, target: Tensor) -> _Fp16Rows | None:
         return None
     values = float32_view(target)
     old = values if base is None else float32_view(base)
-    rows = _rows(target)
+    rows = matrix_shape(target.shape)[0]
     rounding, change = np.empty(rows), np.empty(rows)
     found = kernels.fp16_rows(
         values, values.view(np.uint32), old, values.size // rows, kernels.FP16_QUANTUM,
@@ -153,12 +154,6 @@ def _fp16_rows(base: Tensor | None, target: Tensor) -> _Fp16Rows | None:
     if not found & kernels.FP16_HOLDS:
         return None
     return _Fp16Rows(rounding, change, bool(found & kernels.ALL_NORMAL))
-
-
-def _rows(tensor: Tensor) -> int:
-    """The rows budgets and the lossy codecs measure a tensor in: its first dimension (one
-    row for a vector or a scalar)."""
-    return tensor.shape[0] if len(tensor.shape) >= 2 else 1
 
 
 def _eligible(base: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> list[str]:

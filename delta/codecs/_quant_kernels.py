@@ -516,7 +516,7 @@ def quantize_dependent(
     context and min(symbol, RATE_CAP); `moments` (optional, two float64) gains the
     row-weighted sums of m * s and s * s over the searched elements, where m is the release's
     miss (target - released, in steps) and s the sign of its residual index, from which
-    `best_offset` finds the reconstruction offset with the least error for these indices.
+    `quantized._offset_under` finds the offset that brings these indices' error under a limit.
     Same outputs, shortcuts and statuses as `quantize`.
 
     Rows are searched LANES at a time (each row's path is its own; the result is the same as
