@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 from _common import best_of, log, peak_rss_bytes, ratio, timed
 from _delta_baselines import baselines
+from _delta_bound import rate_bound
 from _delta_data import (
     Model,
     Plan,
@@ -240,4 +241,6 @@ def run_minilm(lib: DeltaLib | None, why_not: str | None, plan: Plan) -> dict[st
         if mode != "lossless":
             dev[mode] = deviation(reference, embeddings(st, r.target, sentences))
     record["embedding_deviation"] = dev
+    if "max_error_fp16" in released:
+        record["fp16_rate_bound"] = rate_bound(base, trained, released["max_error_fp16"].patch)
     return record
