@@ -12,6 +12,9 @@ low by up to 0.06 bits on MiniLM's matrices; at this width halving the sample mo
 contexts codes the residual in fewer bits at that error; `ratio_at_bound` is the patch with
 every such residual coded at its bound and everything else (factors, tables, other tensors) as
 it is.
+
+It reads the lossy payloads' factors with the codec's own readers (fedota.delta.codecs): below
+the public API that `_delta_library.py` keeps to, on purpose, since the bound is about them.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def rate_bound(base: dict[str, Any], target: dict[str, Any], patch: bytes) -> di
         delta = (trained - base[entry.name].data).reshape(rows, cols)
         prediction = (factors.left.astype(np.float64) @ factors.right.T) * factors.scale
         budget = float(np.sum((trained.astype(np.float16).astype(np.float64) - trained) ** 2))
-        if budget <= 0:
+        if not 0 < budget < math.inf:  # fp16 would overflow (or round nothing): no budget
             continue
         levels = np.rint(prediction / step).reshape(-1)
         tensors += 1
