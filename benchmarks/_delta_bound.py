@@ -5,13 +5,13 @@ contexts (the prediction's magnitude, capped at 15 steps, with the residual's si
 relative to the prediction's).
 
 The bound, per element: h(residual | context) - log2(2 pi e D) / 2, D the budget per element
-(the squared L2 error of rounding the trained tensor to fp16, over its size), h estimated from
-histograms at sqrt(D) / 4 with the Miller-Madow correction (finer bins or no correction bias it
-low by up to 0.06 bits on MiniLM's matrices; at this width halving the sample moves it under
-0.005 bits, and halving the bins 0.002). No quantizer and entropy coder with these factors and
-contexts codes the residual in fewer bits at that error; `ratio_at_bound` is the patch with
-every such residual coded at its bound and everything else (factors, tables, other tensors) as
-it is.
+(the tensor's `--max-error fp16` budget as the codec got it, `planning.fp16_mode_budget`, over
+its size), h estimated from histograms at sqrt(D) / 4 with the Miller-Madow correction (finer
+bins or no correction bias it low by up to 0.06 bits on MiniLM's matrices; at this width
+halving the sample moves it under 0.005 bits, and halving the bins 0.002). No quantizer and
+entropy coder with these factors and contexts codes the residual in fewer bits at that error;
+`ratio_at_bound` is the patch with every such residual coded at its bound and everything else
+(factors, tables, other tensors) as it is.
 
 It reads the lossy payloads' factors with the codec's own readers (fedota.delta.codecs): below
 the public API that `_delta_library.py` keeps to, on purpose, since the bound is about them.
@@ -72,6 +72,7 @@ def rate_bound(base: dict[str, Any], target: dict[str, Any], patch: bytes) -> di
     """The bound's figures for an fp16 patch of `base` -> `target` (name -> Tensor)."""
     from fedota.delta import Patch
     from fedota.delta.codecs import lowrank
+    from fedota.delta.planning import fp16_mode_budget
 
     parsed = Patch.from_bytes(patch)
     total = sum(t.data.nbytes for t in target.values())
@@ -87,8 +88,8 @@ def rate_bound(base: dict[str, Any], target: dict[str, Any], patch: bytes) -> di
         trained = target[entry.name].data.astype(np.float64)
         delta = (trained - base[entry.name].data).reshape(rows, cols)
         prediction = (factors.left.astype(np.float64) @ factors.right.T) * factors.scale
-        budget = float(np.sum((trained.astype(np.float16).astype(np.float64) - trained) ** 2))
-        if not 0 < budget < math.inf:  # fp16 would overflow (or round nothing): no budget
+        budget = fp16_mode_budget(base[entry.name], target[entry.name]).max_error_sq
+        if not 0 < budget < math.inf:  # lossless: nothing to spend
             continue
         levels = np.rint(prediction / step).reshape(-1)
         tensors += 1
