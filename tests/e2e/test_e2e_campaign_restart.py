@@ -134,6 +134,14 @@ def test_a_campaign_survives_a_kill_9_of_its_coordinator(fleet: Fleet, tmp_path:
         "the campaign's first round",
         180,
     )
+    # The coordinator copies its Flower run's log by polling; a line not copied before the kill
+    # dies with the SuperLink, so wait for round 1's before the count below relies on it.
+    campaign_log = coordinator.data_dir / "campaigns" / "logs" / f"{campaign_id}.log"
+    wait_until(
+        lambda: campaign_log.exists() and "round 1 stored" in campaign_log.read_text(),
+        "the first round's log line",
+        60,
+    )
     before = _show(coordinator, campaign_id)
     kept = _completed_rounds(before)
     assert before["state"] == "running" and len(kept) < ROUNDS
